@@ -1,0 +1,220 @@
+"""Dilated ResNet-v2 backbone, parameter-compatible with Gluon's model-zoo ``resnetXX_v2``.
+
+The layer tree mirrors ``mxnet.gluon.model_zoo.vision.ResNetV2.features`` index for index
+(``features.5.0.bn1.gamma`` ...), so the zoo's ImageNet ``.params`` files load unchanged.
+Only strides and dilations differ: once ``output_stride`` is reached, later stages keep
+their resolution and dilate their 3x3 convolutions instead (DeepLabV3 paper, section 3.1).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+# depth -> (block type, blocks per stage, channels [stem, stage1..stage4])
+RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2), (64, 64, 128, 256, 512)),
+    34: ("basic", (3, 4, 6, 3), (64, 64, 128, 256, 512)),
+    50: ("bottleneck", (3, 4, 6, 3), (64, 256, 512, 1024, 2048)),
+    101: ("bottleneck", (3, 4, 23, 3), (64, 256, 512, 1024, 2048)),
+    152: ("bottleneck", (3, 8, 36, 3), (64, 256, 512, 1024, 2048)),
+}
+OUTPUT_STRIDES = (8, 16, 32)
+CLASSIFIER_PARAMS = ("output.weight", "output.bias")  # the zoo's ImageNet classifier, unused here
+
+
+def _conv3x3(channels: int, stride: int, dilation: int, in_channels: int) -> nn.Conv2D:
+    return nn.Conv2D(channels, 3, strides=stride, padding=dilation, dilation=dilation,
+                     use_bias=False, in_channels=in_channels)
+
+
+class BasicBlockV2(HybridBlock):
+    """Pre-activation basic block (He et al. 2016) with a dilated second stride-capable conv."""
+
+    def __init__(self, channels, stride, dilation, downsample, in_channels,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        norm_kwargs = norm_kwargs or {}
+        with self.name_scope():
+            self.bn1 = norm_layer(in_channels=in_channels, **norm_kwargs)
+            self.conv1 = _conv3x3(channels, stride, dilation, in_channels)
+            self.bn2 = norm_layer(in_channels=channels, **norm_kwargs)
+            self.conv2 = _conv3x3(channels, 1, dilation, channels)
+            self.downsample = (nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels)
+                               if downsample else None)
+
+    def hybrid_forward(self, F, x):
+        residual = x
+        x = F.Activation(self.bn1(x), act_type="relu")
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        x = self.conv1(x)
+        x = F.Activation(self.bn2(x), act_type="relu")
+        x = self.conv2(x)
+        return x + residual
+
+
+class BottleneckV2(HybridBlock):
+    """Pre-activation bottleneck block; the stride and the dilation sit on the 3x3 conv."""
+
+    def __init__(self, channels, stride, dilation, downsample, in_channels,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        norm_kwargs = norm_kwargs or {}
+        mid = channels // 4
+        with self.name_scope():
+            self.bn1 = norm_layer(in_channels=in_channels, **norm_kwargs)
+            self.conv1 = nn.Conv2D(mid, 1, use_bias=False, in_channels=in_channels)
+            self.bn2 = norm_layer(in_channels=mid, **norm_kwargs)
+            self.conv2 = _conv3x3(mid, stride, dilation, mid)
+            self.bn3 = norm_layer(in_channels=mid, **norm_kwargs)
+            self.conv3 = nn.Conv2D(channels, 1, use_bias=False, in_channels=mid)
+            self.downsample = (nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels)
+                               if downsample else None)
+
+    def hybrid_forward(self, F, x):
+        residual = x
+        x = F.Activation(self.bn1(x), act_type="relu")
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        x = self.conv1(x)
+        x = F.Activation(self.bn2(x), act_type="relu")
+        x = self.conv2(x)
+        x = F.Activation(self.bn3(x), act_type="relu")
+        x = self.conv3(x)
+        return x + residual
+
+
+def stage_strides_and_dilations(output_stride: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Strides and dilations of stages 1-4 for an output stride (the stem alone has stride 4).
+
+    >>> stage_strides_and_dilations(16)
+    ((1, 2, 2, 1), (1, 1, 1, 2))
+    >>> stage_strides_and_dilations(8)
+    ((1, 2, 1, 1), (1, 1, 2, 4))
+    """
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+    strides, dilations = [], []
+    current_stride, dilation = 4, 1
+    for nominal in (1, 2, 2, 2):
+        if current_stride * nominal > output_stride:
+            dilation *= nominal  # keep resolution, widen the receptive field instead
+            nominal = 1
+        current_stride *= nominal
+        strides.append(nominal)
+        dilations.append(dilation)
+    return tuple(strides), tuple(dilations)
+
+
+class DilatedResNetV2(HybridBlock):
+    """ResNet-v2 feature extractor with a chosen output stride.
+
+    Parameters
+    ----------
+    depth : 18, 34, 50, 101 or 152.
+    output_stride : 8, 16 or 32; the ratio of input size to final feature size.
+    multi_grid : unit rates of the last stage's blocks (DeepLabV3's Multi-Grid, e.g. ``(1, 2, 4)``),
+        multiplied by that stage's dilation; cycled if the stage has more blocks.
+    norm_layer, norm_kwargs : the normalisation layer (``nn.BatchNorm`` or ``SyncBatchNorm``)
+        and its arguments, e.g. ``{"use_global_stats": True}`` to freeze statistics.
+
+    Forward: ``x`` (N, 3, H, W) -> ``(stage3, features)`` with ``stage3`` of shape
+    (N, C3, ceil(H/s3), ceil(W/s3)) for the auxiliary head and ``features`` (N, C4, ceil(H/os),
+    ceil(W/os)), already passed through the final BatchNorm + ReLU of ResNet-v2.
+    """
+
+    def __init__(self, depth: int = 50, output_stride: int = 16,
+                 multi_grid: Optional[Sequence[int]] = None,
+                 norm_layer=nn.BatchNorm, norm_kwargs: Optional[dict] = None, **kwargs):
+        super().__init__(**kwargs)
+        if depth not in RESNET_V2_SPECS:
+            raise ValueError(f"ResNet-v2 depth must be one of {sorted(RESNET_V2_SPECS)}, got {depth}")
+        block_type, layers, channels = RESNET_V2_SPECS[depth]
+        block = BasicBlockV2 if block_type == "basic" else BottleneckV2
+        strides, dilations = stage_strides_and_dilations(output_stride)
+        norm_kwargs = dict(norm_kwargs or {})
+        self.depth, self.output_stride = depth, output_stride
+        self.multi_grid = tuple(multi_grid) if multi_grid else (1,)
+        self.stage_channels = channels[1:]
+        self.dilations = dilations
+        with self.name_scope():
+            self.features = nn.HybridSequential(prefix="")
+            # data normalisation layer of the zoo's v2 nets: no scale or shift, running stats only
+            self.features.add(norm_layer(in_channels=3, scale=False, center=False, **norm_kwargs))
+            self.features.add(nn.Conv2D(channels[0], 7, 2, 3, use_bias=False, in_channels=3))
+            self.features.add(norm_layer(in_channels=channels[0], **norm_kwargs))
+            self.features.add(nn.Activation("relu"))
+            self.features.add(nn.MaxPool2D(3, 2, 1))
+            in_channels = channels[0]
+            for i, num_blocks in enumerate(layers):
+                stage = nn.HybridSequential(prefix=f"stage{i + 1}_")
+                with stage.name_scope():
+                    for b in range(num_blocks):
+                        unit_rate = self.multi_grid[b % len(self.multi_grid)] if i == 3 else 1
+                        stage.add(block(channels[i + 1], strides[i] if b == 0 else 1,
+                                        dilations[i] * unit_rate,
+                                        downsample=(b == 0 and channels[i + 1] != in_channels),
+                                        in_channels=in_channels if b == 0 else channels[i + 1],
+                                        norm_layer=norm_layer, norm_kwargs=norm_kwargs, prefix=""))
+                self.features.add(stage)
+                in_channels = channels[i + 1]
+            self.features.add(norm_layer(in_channels=in_channels, **norm_kwargs))
+            self.features.add(nn.Activation("relu"))
+
+    @property
+    def out_channels(self) -> int:
+        return self.stage_channels[3]
+
+    @property
+    def stage3_channels(self) -> int:
+        return self.stage_channels[2]
+
+    def hybrid_forward(self, F, x):
+        stage3 = None
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index == 7:  # stem is 0-4, stages are 5-8
+                stage3 = x
+        return stage3, x
+
+
+def read_zoo_params(path: str, depth: int) -> Dict[str, mx.nd.NDArray]:
+    """Read a model-zoo ``resnet<depth>_v2`` parameter file as ``{structural name: array}``.
+
+    Accepts both files written by ``save_parameters`` (names like ``features.5.0.bn1.gamma``)
+    and legacy ``save_params`` files (``resnetv20_stage1_batchnorm0_gamma``); the latter are
+    read through the zoo network itself, which knows how to map them.
+    """
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise ValueError(f"cannot read parameter file {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict) or not loaded:
+        raise ValueError(f"{path} holds no named parameters")
+    if any("." in name for name in loaded):
+        return loaded
+    zoo = mx.gluon.model_zoo.vision.get_model(f"resnet{depth}_v2")
+    zoo.load_parameters(path, ctx=mx.cpu())
+    return {name: p.data() for name, p in zoo._collect_params_with_prefix().items()}
+
+
+def load_backbone_weights(backbone: DilatedResNetV2, path: str, ctx=None) -> None:
+    """Load model-zoo ImageNet weights into ``backbone``, ignoring only the zoo's classifier.
+
+    Raises ``ValueError`` naming the missing and unexpected parameters when the file is
+    not a ``resnet<depth>_v2`` file of the backbone's depth.
+    """
+    loaded = read_zoo_params(path, backbone.depth)
+    params = backbone._collect_params_with_prefix()
+    missing = sorted(set(params) - set(loaded))
+    unexpected = sorted(set(loaded) - set(params) - set(CLASSIFIER_PARAMS))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} is not a resnet{backbone.depth}_v2 parameter file: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    for name, param in params.items():
+        if tuple(param.shape) != tuple(loaded[name].shape):
+            raise ValueError(f"{path}: {name} has shape {loaded[name].shape}, expected {param.shape}")
+        param._load_init(loaded[name], ctx or mx.cpu())
