@@ -1,0 +1,104 @@
+"""Dilated ResNet-v2 backbone: strides, dilations and model-zoo weight compatibility."""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet.gluon.model_zoo import vision
+
+from deeplab_gluon.models import DilatedResNetV2, load_backbone_weights
+from deeplab_gluon.models.resnet_v2 import stage_strides_and_dilations
+
+
+def _zoo_with_random_weights(depth):
+    """A zoo resnet<depth>_v2 whose every parameter, BN statistics included, is random."""
+    zoo = vision.get_model(f"resnet{depth}_v2")
+    zoo.initialize()
+    zoo(mx.nd.zeros((1, 3, 32, 32)))  # finish deferred shapes
+    rng = np.random.RandomState(depth)
+    for name, param in zoo.collect_params().items():
+        shape = param.shape
+        if name.endswith("weight") and len(shape) == 4:
+            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
+        elif name.endswith(("gamma", "running_var")):
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.uniform(-0.1, 0.1, shape)
+        param.set_data(mx.nd.array(value))
+    return zoo
+
+
+def _zoo_features(zoo, x):
+    """The zoo's features up to the final BN + ReLU (before global pooling)."""
+    for layer in list(zoo.features)[:11]:
+        x = layer(x)
+    return x
+
+
+@pytest.mark.parametrize("output_stride, strides, dilations", [
+    (32, (1, 2, 2, 2), (1, 1, 1, 1)),
+    (16, (1, 2, 2, 1), (1, 1, 1, 2)),
+    (8, (1, 2, 1, 1), (1, 1, 2, 4)),
+])
+def test_stage_strides_and_dilations(output_stride, strides, dilations):
+    assert stage_strides_and_dilations(output_stride) == (strides, dilations)
+
+
+def test_bad_output_stride_is_refused():
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        DilatedResNetV2(50, output_stride=4)
+
+
+def test_multi_grid_multiplies_last_stage_dilation():
+    net = DilatedResNetV2(50, output_stride=16, multi_grid=(1, 2, 4))
+    rates = [block.conv2._kwargs["dilate"][0] for block in net.features[8]]
+    assert rates == [2, 4, 8]  # the paper's 2 * (1, 2, 4)
+    net8 = DilatedResNetV2(50, output_stride=8, multi_grid=(1, 2, 4))
+    assert [block.conv2._kwargs["dilate"][0] for block in net8.features[8]] == [4, 8, 16]
+    assert {block.conv2._kwargs["dilate"][0] for block in net8.features[7]} == {2}
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_zoo_weights_load_and_match_at_os32(tmp_path, depth):
+    zoo = _zoo_with_random_weights(depth)
+    path = str(tmp_path / f"resnet{depth}_v2.params")
+    zoo.save_parameters(path)
+
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (2, 3, 64, 80)))
+    expected = _zoo_features(zoo, x).asnumpy()
+
+    features = {}
+    for output_stride in (32, 16, 8):
+        backbone = DilatedResNetV2(depth, output_stride=output_stride)
+        load_backbone_weights(backbone, path)  # raises on any missing/unexpected parameter
+        features[output_stride] = backbone(x)[1].asnumpy()
+
+    assert features[32].shape == expected.shape == (2, backbone.out_channels, 2, 3)
+    np.testing.assert_allclose(features[32], expected, rtol=1e-4, atol=1e-4)
+    assert features[16].shape[2:] == (4, 5)   # 2x the OS32 size: ceil(64/16), ceil(80/16)
+    assert features[8].shape[2:] == (8, 10)   # 4x
+
+
+def test_legacy_prefix_named_zoo_file_loads(tmp_path):
+    """Old zoo files were written by save_params with prefixed names; they load too."""
+    zoo = _zoo_with_random_weights(18)
+    path = str(tmp_path / "legacy.params")
+    zoo.collect_params().save(path, strip_prefix=zoo.prefix)
+    assert not any("." in name for name in mx.nd.load(path))
+    backbone = DilatedResNetV2(18, output_stride=32)
+    load_backbone_weights(backbone, path)
+    x = mx.nd.random.uniform(shape=(1, 3, 32, 32))
+    np.testing.assert_allclose(backbone(x)[1].asnumpy(), _zoo_features(zoo, x).asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_wrong_depth_file_is_refused_with_names(tmp_path):
+    zoo = _zoo_with_random_weights(18)
+    path = str(tmp_path / "resnet18_v2.params")
+    zoo.save_parameters(path)
+    with pytest.raises(ValueError, match=r"not a resnet34_v2 parameter file: \d+ missing"):
+        load_backbone_weights(DilatedResNetV2(34), path)
+
+
+def test_unreadable_file_is_refused(tmp_path):
+    path = tmp_path / "broken.params"
+    path.write_bytes(b"not an ndarray file")
+    with pytest.raises(ValueError, match="cannot read parameter file"):
+        load_backbone_weights(DilatedResNetV2(18), str(path))
