@@ -1,0 +1,115 @@
+"""Checkpoints: round trip, atomic replacement, refusal of mismatched models, pruning."""
+import errno
+import zipfile
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from deeplab_gluon import checkpoint as ckpt
+from deeplab_gluon.models import get_deeplab
+
+MODEL = {"backbone": "resnet18_v2", "head": "aspp", "num_classes": 3, "aux": False}
+
+
+def _net_and_trainer(seed=0):
+    mx.random.seed(seed)
+    net = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    return net, trainer
+
+
+def _one_step(net, trainer):
+    with mx.autograd.record():
+        loss = net(mx.nd.random.uniform(shape=(2, 3, 32, 32))).mean()
+    loss.backward()
+    trainer.step(1)
+
+
+def _params(net):
+    return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
+
+
+def test_round_trip_restores_weights_momentum_and_meta(tmp_path):
+    net, trainer = _net_and_trainer()
+    _one_step(net, trainer)
+    path = ckpt.save_checkpoint(tmp_path / ckpt.checkpoint_name(1), net, trainer, {"iteration": 1, "model": MODEL})
+    assert path.name == "iter-0000001.ckpt"
+
+    other, other_trainer = _net_and_trainer(seed=1)
+    meta = ckpt.load_checkpoint(path, other, other_trainer, model=MODEL)
+    assert meta["iteration"] == 1
+    for name, value in _params(net).items():
+        np.testing.assert_array_equal(_params(other)[name], value)
+    # momentum restored: the next identical step gives identical weights
+    mx.random.seed(5)
+    _one_step(net, trainer)
+    mx.random.seed(5)
+    _one_step(other, other_trainer)
+    for name, value in _params(net).items():
+        np.testing.assert_allclose(_params(other)[name], value, rtol=1e-6, atol=1e-7)
+
+
+def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    net, trainer = _net_and_trainer()
+    path = tmp_path / "iter-0000001.ckpt"
+    ckpt.save_checkpoint(path, net, trainer, {"iteration": 1})
+    before = path.read_bytes()
+
+    real_write = zipfile.ZipFile.write
+
+    def disk_full(self, *args, **kwargs):
+        real_write(self, *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", disk_full)
+    with pytest.raises(ckpt.CheckpointError, match="No space left on device.*previous checkpoint files are intact"):
+        ckpt.save_checkpoint(path, net, trainer, {"iteration": 2})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter-0000001.ckpt"]  # no partial or staging left
+
+
+def test_mismatched_model_is_refused_with_what_differs(tmp_path):
+    net, trainer = _net_and_trainer()
+    path = ckpt.save_checkpoint(tmp_path / "a.ckpt", net, trainer, {"iteration": 1, "model": MODEL})
+    wanted = dict(MODEL, num_classes=21, head="vortex")
+    with pytest.raises(ckpt.CheckpointError, match=r"head: checkpoint has 'aspp', this run has 'vortex'; "
+                                                   r"num_classes: checkpoint has 3, this run has 21"):
+        ckpt.load_checkpoint(path, get_deeplab("resnet18_v2", "vortex", 16, num_classes=21), model=wanted)
+
+
+def test_backbone_only_load_takes_backbone_weights(tmp_path):
+    net, trainer = _net_and_trainer()
+    path = ckpt.save_checkpoint(tmp_path / "a.ckpt", net, trainer, {"iteration": 1, "model": MODEL})
+    other = get_deeplab("resnet18_v2", "vortex", 16, num_classes=21)
+    head_before = other.head.fusion.classifier.weight.data().asnumpy()
+    ckpt.load_checkpoint(path, other, model=dict(MODEL, num_classes=21), backbone_only=True)
+    np.testing.assert_array_equal(other.backbone.features[1].weight.data().asnumpy(),
+                                  net.backbone.features[1].weight.data().asnumpy())
+    np.testing.assert_array_equal(other.head.fusion.classifier.weight.data().asnumpy(), head_before)
+    with pytest.raises(ckpt.CheckpointError, match="backbone parameters differ"):
+        ckpt.load_checkpoint(path, get_deeplab("resnet34_v2", "aspp", 16, num_classes=3), backbone_only=True)
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path):
+    net, trainer = _net_and_trainer()
+    path = ckpt.save_checkpoint(tmp_path / "iter-0000002.ckpt", net, trainer, {"iteration": 2})
+    truncated = tmp_path / "iter-0000003.ckpt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint"):
+        ckpt.read_meta(truncated)
+    assert ckpt.latest_checkpoint(tmp_path) == path  # the newest complete one
+    foreign = tmp_path / "foreign.ckpt"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("other.txt", "x")
+    with pytest.raises(ckpt.CheckpointError, match="not a deeplab-gluon checkpoint"):
+        ckpt.read_meta(foreign)
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    for iteration in (5, 10, 15, 20):
+        (tmp_path / ckpt.checkpoint_name(iteration)).write_bytes(b"x")
+    (tmp_path / ".iter-0000025.ckpt.partial").write_bytes(b"half")
+    ckpt.prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter-0000015.ckpt", "iter-0000020.ckpt"]
