@@ -29,11 +29,15 @@ def normalize_image(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
     """(H, W, 3) RGB, 0-255 (uint8 or float) -> (3, H, W) float32 ``(image / 255 - mean) / std``."""
     mean, std = _triple(mean, "mean"), _triple(std, "std")
-    image = np.asarray(image, dtype=np.float32)
+    image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-    normalised = (image - mean * 255.0) * (1.0 / (std * 255.0))
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+    # Transpose first, then work on whole channel planes: broadcasting over a trailing axis of 3 is
+    # about 10x slower in numpy (5 ms vs 0.4 ms at 513x513).
+    planes = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    planes -= (mean * 255.0)[:, None, None]
+    planes *= (1.0 / (std * 255.0))[:, None, None]
+    return planes
 
 
 def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
@@ -64,8 +68,9 @@ class TrainTransform:
     In order: random scale (factor uniform in ``scale_range``; image bilinear, label nearest), random
     crop of ``crop_size`` where the scaled image is larger, padding where it is smaller (the image sits
     at a random place in the crop; the padding is the mean colour, which normalises to 0, and
-    ``ignore_label`` in the label), optional Gaussian blur and colour jitter of the image pixels (not of
-    the padding), random horizontal flip, normalisation ``(image / 255 - mean) / std``.
+    ``ignore_label`` in the label), random horizontal flip (probability 0.5), optional Gaussian blur
+    (probability 0.5, sigma in ``BLUR_SIGMA_RANGE``) and colour jitter of the image pixels (not of the
+    padding), normalisation ``(image / 255 - mean) / std``. Blur and jitter commute with the flip.
 
     ``__call__(image (H, W, 3) uint8, label (H, W), rng=None)`` ->
     ``(image float32 (3, crop_h, crop_w), label float32 (crop_h, crop_w))``.
@@ -107,21 +112,22 @@ class TrainTransform:
         (src_y, dst_y, span_y), (src_x, dst_x, span_x) = (self._window(rng, n, crop)
                                                           for n, crop in ((size[1], crop_h), (size[0], crop_w)))
         region = image[src_y:src_y + span_y, src_x:src_x + span_x]
+        label_region = label[src_y:src_y + span_y, src_x:src_x + span_x]
         if self.blur and rng.random() < 0.5:
             region = cv2.GaussianBlur(region, (0, 0), sigmaX=rng.uniform(*BLUR_SIGMA_RANGE))
-        region = region.astype(np.float32)
-        if self.color_jitter:
-            region = self._jitter(region, rng)
-
-        canvas = np.empty((crop_h, crop_w, 3), dtype=np.float32)
-        canvas[:] = self.mean * 255.0
-        canvas[dst_y:dst_y + span_y, dst_x:dst_x + span_x] = region
-        target = np.full((crop_h, crop_w), self.ignore_label, dtype=np.uint8)
-        target[dst_y:dst_y + span_y, dst_x:dst_x + span_x] = label[src_y:src_y + span_y, src_x:src_x + span_x]
-
         if self.flip and rng.random() < 0.5:
-            canvas, target = cv2.flip(canvas, 1), cv2.flip(target, 1)
-        return normalize_image(canvas, self.mean, self.std), target.astype(np.float32)
+            # Mirroring the region and its place in the crop is mirroring the whole padded crop.
+            region, label_region = cv2.flip(region, 1), cv2.flip(label_region, 1)
+            dst_x = crop_w - dst_x - span_x
+        if self.color_jitter:
+            region = self._jitter(region.astype(np.float32), rng)
+
+        # Normalised padding is 0: the mean colour, exactly.
+        canvas = np.zeros((3, crop_h, crop_w), dtype=np.float32)
+        canvas[:, dst_y:dst_y + span_y, dst_x:dst_x + span_x] = normalize_image(region, self.mean, self.std)
+        target = np.full((crop_h, crop_w), self.ignore_label, dtype=np.float32)
+        target[dst_y:dst_y + span_y, dst_x:dst_x + span_x] = label_region
+        return canvas, target
 
     @staticmethod
     def _window(rng: np.random.Generator, length: int, crop: int) -> Tuple[int, int, int]:
