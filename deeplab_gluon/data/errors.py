@@ -1,0 +1,9 @@
+"""The one exception type for bad or missing data on disk."""
+
+
+class DataError(ValueError):
+    """A dataset, split list, image or label file is missing or unreadable.
+
+    The message always names the offending path, so that scripts can print it on one line
+    (and exit with status 2) instead of a traceback.
+    """

@@ -1,0 +1,102 @@
+"""A custom dataset from two folders: ``root/images/*`` and ``root/labels/*.png`` paired by file stem."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+from .base import SegmentationDataset, read_id_list
+from .errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG would corrupt class indices
+
+
+def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> Dict[str, Path]:
+    """``{stem: path}`` of the files in ``folder`` with one of ``suffixes``; two files sharing a stem
+    would make the pairing ambiguous, so that is an error."""
+    if not folder.is_dir():
+        raise DataError(f"folder not found: {folder}")
+    files: Dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in suffixes or not path.is_file():
+            continue
+        if path.stem in files:
+            raise DataError(f"two files with the stem {path.stem!r}: {files[path.stem]} and {path}")
+        files[path.stem] = path
+    return files
+
+
+class SegFolderDataset(SegmentationDataset):
+    """Images and grey label PNGs of class indices (CamVid-style), e.g.::
+
+        root/images/0001.jpg   root/labels/0001.png
+        root/images/0002.jpg   root/labels/0002.png
+        root/train.txt         (optional, one id per line, selected by split="train")
+
+    Parameters
+    ----------
+    root : the folder holding ``images/`` and ``labels/``.
+    split : read ids from ``root/<split>.txt``; None uses every image in ``root/images``.
+    transform : ``transform(image, label)`` applied to every item.
+    num_classes : number of classes; defaults to ``len(classes)``. One of the two is required.
+    ignore_label : the label value of void pixels (excluded from loss and metrics).
+    list_file : a list file (absolute, or relative to ``root``) overriding ``split``; each line is an id
+        (``images/<id>.*`` + ``labels/<id>.png``) or ``image_path label_path`` relative to ``root``.
+    classes : class names; default ``["class0", "class1", ...]``.
+    """
+
+    def __init__(self, root: Union[str, Path], split: Optional[str] = None, transform: Optional[Callable] = None,
+                 num_classes: Optional[int] = None, ignore_label: int = 255,
+                 list_file: Optional[Union[str, Path]] = None, classes: Optional[Sequence[str]] = None):
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"dataset folder not found: {root}")
+        if num_classes is None and classes is None:
+            raise ValueError("SegFolderDataset needs num_classes or classes")
+        if classes is None:
+            classes = [f"class{i}" for i in range(num_classes)]
+        elif num_classes is not None and num_classes != len(classes):
+            raise ValueError(f"num_classes={num_classes} but {len(classes)} class names were given")
+        self.root, self.split = root, split
+
+        if list_file is None and split is not None:
+            list_file = root / f"{split}.txt"
+        if list_file is not None:
+            list_file = root / list_file  # an absolute list_file replaces root
+            ids, image_paths, label_paths = self._read_list(root, list_file)
+        else:
+            ids, image_paths, label_paths = self._pair_folders(root)
+        if not ids:
+            raise DataError(f"no samples in {list_file if list_file is not None else root / 'images'}")
+        super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=ignore_label,
+                         transform=transform)
+
+    @staticmethod
+    def _pair_folders(root: Path, wanted: Optional[List[str]] = None):
+        images = _files_by_stem(root / "images", IMAGE_SUFFIXES)
+        labels = _files_by_stem(root / "labels", LABEL_SUFFIXES)
+        ids = list(images) if wanted is None else wanted
+        for sample_id in ids:
+            if sample_id not in images:
+                raise DataError(f"image not found: {root / 'images' / sample_id}.* (any of {IMAGE_SUFFIXES})")
+            if sample_id not in labels:
+                raise DataError(f"label not found for {images[sample_id]}: expected {root / 'labels' / sample_id}.png")
+        return ids, [images[i] for i in ids], [labels[i] for i in ids]
+
+    def _read_list(self, root: Path, list_file: Path):
+        lines = read_id_list(list_file)
+        if all(len(line.split()) == 1 for line in lines):
+            return self._pair_folders(root, lines)
+        ids, image_paths, label_paths = [], [], []
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if len(fields) != 2:
+                raise DataError(f"{list_file}:{number}: expected 'image_path label_path' or one id, got {line!r}")
+            image_path, label_path = root / fields[0], root / fields[1]
+            for path in (image_path, label_path):
+                if not path.is_file():
+                    raise DataError(f"file not found: {path} (listed in {list_file}:{number})")
+            ids.append(image_path.stem)
+            image_paths.append(image_path)
+            label_paths.append(label_path)
+        return ids, image_paths, label_paths

@@ -1,0 +1,68 @@
+"""SegFolderDataset: images/ + labels/ paired by stem, split and list files, errors."""
+import cv2
+import numpy as np
+import pytest
+
+from deeplab_gluon.data import DataError, SegFolderDataset, write_image
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for stem, value in (("a", 1), ("b", 2), ("c", 3)):
+        write_image(tmp_path / "images" / f"{stem}.jpg", rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+        label = np.full((12, 16), value, dtype=np.uint8)
+        label[0] = 255
+        cv2.imwrite(str(tmp_path / "labels" / f"{stem}.png"), label)
+    return tmp_path
+
+
+def test_pairs_by_stem(folder):
+    dataset = SegFolderDataset(folder, num_classes=4)
+    assert dataset.ids == ["a", "b", "c"] and len(dataset) == 3
+    assert dataset.classes == ["class0", "class1", "class2", "class3"] and dataset.num_classes == 4
+    assert dataset.ignore_label == 255
+    image, label = dataset[1]
+    assert image.shape == (12, 16, 3) and image.dtype == np.uint8
+    assert label.dtype == np.uint8 and set(np.unique(label)) == {2, 255}
+    assert dataset.image_path(1) == folder / "images" / "b.jpg"
+    assert dataset.label_path(1) == folder / "labels" / "b.png"
+
+
+def test_split_file_and_list_file(folder):
+    (folder / "train.txt").write_text("c\na\n")
+    assert SegFolderDataset(folder, "train", num_classes=4).ids == ["c", "a"]
+    (folder / "pairs.txt").write_text("# image label\nimages/b.jpg labels/b.png\n\nimages/a.jpg labels/c.png\n")
+    dataset = SegFolderDataset(folder, list_file="pairs.txt", classes=["bg", "x", "y", "z"])
+    assert dataset.ids == ["b", "a"] and dataset.classes == ["bg", "x", "y", "z"]
+    assert set(np.unique(dataset[1][1])) == {3, 255}  # the label the list file names, not the stem's
+
+
+def test_custom_ignore_label_and_out_of_range(folder):
+    label = np.zeros((12, 16), dtype=np.uint8)
+    label[:, 8:] = 2
+    label[0] = 3  # this dataset's void value
+    cv2.imwrite(str(folder / "labels" / "c.png"), label)
+    dataset = SegFolderDataset(folder, num_classes=3, ignore_label=3)
+    assert dataset.ignore_label == 3
+    np.testing.assert_array_equal(dataset[2][1], label)
+    # 255 is not void here, and not a class either.
+    with pytest.raises(DataError, match=r"labels/a\.png: label values \[255\] are neither classes 0..2 nor ignore_label 3"):
+        dataset[0]
+
+
+def test_errors_name_the_path(folder, tmp_path):
+    with pytest.raises(DataError, match=r"dataset folder not found: .*missing"):
+        SegFolderDataset(tmp_path / "missing", num_classes=2)
+    with pytest.raises(DataError, match=r"split list not found: .*val\.txt"):
+        SegFolderDataset(folder, "val", num_classes=4)
+    (folder / "labels" / "b.png").unlink()
+    with pytest.raises(DataError, match=r"label not found for .*b\.jpg: expected .*labels/b\.png"):
+        SegFolderDataset(folder, num_classes=4)
+    (folder / "bad.txt").write_text("images/a.jpg labels/zzz.png\n")
+    with pytest.raises(DataError, match=r"file not found: .*zzz\.png \(listed in .*bad\.txt:1\)"):
+        SegFolderDataset(folder, list_file="bad.txt", num_classes=4)
+    with pytest.raises(ValueError, match="num_classes or classes"):
+        SegFolderDataset(folder)
