@@ -1,0 +1,91 @@
+"""Running a trained network on whole images: single scale, multi-scale and flip, over devices."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import mxnet as mx
+import numpy as np
+from tqdm import tqdm
+
+
+def _main_logits(output):
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def predict_probs(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), flip: bool = False) -> mx.nd.NDArray:
+    """Class probabilities for one normalised image, averaged over scales and flips.
+
+    ``image`` (1, 3, H, W) on the device to run on -> probabilities (1, C, H, W) on that device.
+    At each scale the image is resized bilinearly, the softmax is taken and resized back to
+    H x W; with ``flip`` the left-right mirrored image is scored too and mirrored back. With
+    ``scales=(1.0,)`` and no flip this is exactly ``softmax(net(image))``.
+    """
+    height, width = image.shape[2:]
+    total, count = None, 0
+    for scale in scales:
+        if scale == 1.0:
+            scaled = image
+        else:
+            scaled = mx.nd.contrib.BilinearResize2D(image, height=max(1, int(round(height * scale))),
+                                                    width=max(1, int(round(width * scale))))
+        for mirrored in ((False, True) if flip else (False,)):
+            probs = mx.nd.softmax(_main_logits(net(scaled.flip(axis=3) if mirrored else scaled)), axis=1)
+            if mirrored:
+                probs = probs.flip(axis=3)
+            if scale != 1.0:
+                probs = mx.nd.contrib.BilinearResize2D(probs, height=height, width=width)
+            total = probs if total is None else total + probs
+            count += 1
+    return total / count if count > 1 else total
+
+
+def predict_labels(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), flip: bool = False) -> mx.nd.NDArray:
+    """Arg-max class map (H, W) as int32 on the image's device; see :func:`predict_probs`."""
+    if tuple(scales) == (1.0,) and not flip:  # no averaging: skip the softmax
+        return mx.nd.argmax(_main_logits(net(image)), axis=1)[0].astype("int32")
+    return mx.nd.argmax(predict_probs(net, image, scales, flip), axis=1)[0].astype("int32")
+
+
+def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int, ignore_label: int = 255,
+                     scales: Sequence[float] = (1.0,), flip: bool = False, num_workers: int = 0,
+                     progress: bool = True, desc: str = "eval", confusion=None):
+    """Score ``net`` on every image of ``dataset`` at full resolution, batch 1.
+
+    ``dataset`` yields ``(image (3, H, W) float32 normalised, label (H, W))``. Images go round
+    robin to ``ctxs``, which run concurrently. Returns the accumulated
+    :class:`~deeplab_gluon.metrics.ConfusionMatrix` (pass one to add to it).
+    """
+    from .metrics import ConfusionMatrix
+
+    confusion = confusion or ConfusionMatrix(num_classes, ignore_label)
+    loader = mx.gluon.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
+    bar = tqdm(total=len(dataset), desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    pending = []
+
+    def flush():
+        for prediction, label in pending:
+            confusion.update(prediction.asnumpy(), label)
+        bar.update(len(pending))
+        bar.set_postfix(mIoU=f"{confusion.miou():.4f}")
+        pending.clear()
+
+    for image, label in loader:
+        ctx = ctxs[len(pending)]
+        pending.append((predict_labels(net, image.as_in_context(ctx), scales, flip), label[0].asnumpy()))
+        if len(pending) == len(ctxs):
+            flush()
+    flush()
+    bar.close()
+    return confusion
+
+
+def parse_scales(text: str) -> Iterable[float]:
+    """``"0.5,0.75,1.0"`` -> (0.5, 0.75, 1.0); refuses empty or non-positive scales."""
+    try:
+        scales = tuple(float(part) for part in str(text).split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--scales must be comma-separated numbers, got {text!r}") from None
+    if not scales or any(scale <= 0 for scale in scales):
+        raise ValueError(f"--scales must be positive numbers, got {text!r}")
+    return scales
+
