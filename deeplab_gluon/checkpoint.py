@@ -171,3 +171,36 @@ def prune_checkpoints(folder, keep: int) -> None:
     if keep > 0:
         for path in list_checkpoints(folder)[:-keep]:
             path.unlink(missing_ok=True)
+
+
+def find_checkpoint(path) -> Path:
+    """``path`` itself if it is a file; for a run folder, its newest complete checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path} holds no complete checkpoint")
+        return found
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    return path
+
+
+def load_model(path, ctx=None, output_stride: Optional[int] = None):
+    """Rebuild the network a checkpoint (or a run folder's latest checkpoint) holds, for inference.
+
+    Returns ``(net, meta)``; ``net`` is hybridized and on ``ctx`` (a context or a list).
+    ``output_stride`` overrides the trained one (e.g. 8 for a model trained at 16).
+    """
+    from .models import build_model
+
+    path = find_checkpoint(path)
+    meta = read_meta(path)
+    if "model" not in meta:
+        raise CheckpointError(f"{path} does not describe its model (no 'model' in meta.json)")
+    ctx = ctx or mx.cpu()
+    net = build_model(meta["model"], ctx, output_stride=output_stride, initialize=False)
+    load_checkpoint(path, net, None, ctx)
+    net.hybridize(static_alloc=True)
+    meta["path"] = str(path)
+    return net, meta

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import mxnet as mx
-import numpy as np
 from tqdm import tqdm
 
 

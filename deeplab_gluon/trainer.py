@@ -10,18 +10,18 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .checkpoint import (CheckpointError, checkpoint_name, latest_checkpoint, list_checkpoints, load_checkpoint,
+from .checkpoint import (CheckpointError, checkpoint_name, find_checkpoint, latest_checkpoint, list_checkpoints, load_checkpoint,
                          prune_checkpoints, read_meta, save_checkpoint)
 from .devices import parse_devices
 from .loss import SegmentationLoss, count_valid
-from .models import batchnorm_layers, get_deeplab, parse_backbone
+from .models import batchnorm_layers, build_model, parse_backbone
 from .runlog import RunLog, plot_curves
 
 
@@ -46,21 +46,6 @@ def describe_model(config, num_classes: int) -> dict:
     return {"backbone": f"resnet{parse_backbone(config.base_architecture)}_v2", "head": config.head,
             "num_classes": num_classes, "aux": bool(config.aux), "output_stride": config.output_stride,
             "multi_grid": list(config.multi_grid), "vortex_module": config.vortex_module}
-
-
-def build_network(model: dict, ctxs, freeze_bn: bool = False, syncbn: bool = False,
-                  pretrained_base: Optional[str] = None, initialize: bool = True, output_stride: Optional[int] = None):
-    """A DeepLabV3 from a :func:`describe_model` dict on ``ctxs``."""
-    norm = {}
-    if syncbn:
-        from mxnet.gluon.contrib.nn import SyncBatchNorm
-
-        norm = {"norm_layer": SyncBatchNorm, "norm_kwargs": {"num_devices": len(ctxs)}}
-    return get_deeplab(model["backbone"], model["head"], output_stride or model["output_stride"],
-                       num_classes=model["num_classes"], pretrained_base=pretrained_base or None,
-                       multi_grid=tuple(model.get("multi_grid") or ()) or None, aux=model["aux"],
-                       freeze_bn=freeze_bn, vortex_module=model.get("vortex_module", "A"), ctx=ctxs,
-                       initialize=initialize, **norm)
 
 
 class SegmentationTrainer:
@@ -148,13 +133,10 @@ def _resolve_checkpoint(spec: str, folder: Path) -> Optional[Path]:
                 return path
         raise TrainingError(f"--resume {epoch}: no checkpoint from the end of epoch {epoch} in {folder} "
                             f"(kept: {[p.name for p in list_checkpoints(folder)]})")
-    path = Path(spec)
-    if path.is_dir():
-        found = latest_checkpoint(path / "checkpoints") or latest_checkpoint(path)
-        if found is None:
-            raise TrainingError(f"{path} holds no complete checkpoint")
-        return found
-    return path
+    try:
+        return find_checkpoint(spec)
+    except CheckpointError as err:
+        raise TrainingError(str(err)) from None
 
 
 def _build_datasets(config):
@@ -209,8 +191,8 @@ def run_training(config) -> dict:
     np.random.seed(config.seed)
     model = describe_model(config, num_classes)
     init_path = _resolve_checkpoint(config.init_from, checkpoint_dir) if config.init_from else None
-    net = build_network(model, ctxs, freeze_bn=config.freeze_batch_norm, syncbn=config.syncbn,
-                        pretrained_base=None if (resume_path or init_path) else config.pre_trained_model)
+    net = build_model(model, ctxs, freeze_bn=config.freeze_batch_norm, syncbn=config.syncbn,
+                      pretrained_base=None if (resume_path or init_path) else config.pre_trained_model)
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, ctxs, config.initial_learning_rate, config.momentum, config.weight_decay,
                                   config.ignore_label, config.aux_weight if config.aux else 0.0,

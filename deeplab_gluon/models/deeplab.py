@@ -124,6 +124,27 @@ def freeze_batchnorm(net: mx.gluon.Block) -> None:
         layer.beta.grad_req = "null"
 
 
+def build_model(description: dict, ctx=None, output_stride: Optional[int] = None, freeze_bn: bool = False,
+                syncbn: bool = False, pretrained_base: Optional[str] = None, initialize: bool = True) -> DeepLabV3:
+    """A DeepLabV3 from the model description a checkpoint stores (``meta["model"]``).
+
+    ``description`` has ``backbone``, ``head``, ``num_classes``, ``aux``, ``output_stride`` and
+    optionally ``multi_grid`` and ``vortex_module``. ``output_stride`` overrides the stored one
+    (an OS16-trained model evaluated at OS8 uses the same weights). ``syncbn`` synchronises
+    BatchNorm over the contexts in ``ctx``.
+    """
+    norm = {}
+    if syncbn:
+        from mxnet.gluon.contrib.nn import SyncBatchNorm
+
+        norm = {"norm_layer": SyncBatchNorm, "norm_kwargs": {"num_devices": len(ctx) if isinstance(ctx, list) else 1}}
+    return get_deeplab(description["backbone"], description["head"], output_stride or description["output_stride"],
+                       num_classes=description["num_classes"], pretrained_base=pretrained_base,
+                       multi_grid=tuple(description.get("multi_grid") or ()) or None, aux=description.get("aux", False),
+                       freeze_bn=freeze_bn, vortex_module=description.get("vortex_module", "A"), ctx=ctx,
+                       initialize=initialize, **norm)
+
+
 # name -> keyword arguments of get_deeplab, e.g. "deeplabv3_resnet101_v2_aspp"
 MODEL_REGISTRY = {f"deeplabv3_resnet{depth}_v2_{head}": dict(backbone=f"resnet{depth}_v2", head=head)
                   for depth in RESNET_V2_SPECS for head in HEADS}
