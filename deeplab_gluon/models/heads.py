@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 HEAD_CHANNELS = 256
@@ -64,7 +65,9 @@ class Classifier(HybridBlock):
             self.project = ConvBNReLU(in_channels, mid_channels, kernel_size, norm_layer=norm_layer,
                                       norm_kwargs=norm_kwargs)
             self.dropout = nn.Dropout(dropout) if dropout > 0 else None
-            self.classifier = nn.Conv2D(num_classes, 1, in_channels=mid_channels)
+            # small initial logits: a He-initialised classifier starts with losses around 10
+            self.classifier = nn.Conv2D(num_classes, 1, in_channels=mid_channels,
+                                        weight_initializer=mx.init.Normal(0.01))
 
     def hybrid_forward(self, F, x):
         x = self.project(x)

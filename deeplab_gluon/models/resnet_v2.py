@@ -141,8 +141,12 @@ class DilatedResNetV2(HybridBlock):
         self.dilations = dilations
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="")
-            # data normalisation layer of the zoo's v2 nets: no scale or shift, running stats only
-            self.features.add(norm_layer(in_channels=3, scale=False, center=False, **norm_kwargs))
+            # The zoo's v2 input normalisation: no scale or shift, statistics only. It always uses its
+            # stored statistics: MXNet updates running statistics in the backward pass, which never
+            # reaches this layer (the image needs no gradient), so batch statistics in training would
+            # never match the ones used at inference.
+            self.features.add(norm_layer(in_channels=3, scale=False, center=False,
+                                         **dict(norm_kwargs, use_global_stats=True)))
             self.features.add(nn.Conv2D(channels[0], 7, 2, 3, use_bias=False, in_channels=3))
             self.features.add(norm_layer(in_channels=channels[0], **norm_kwargs))
             self.features.add(nn.Activation("relu"))

@@ -1,0 +1,139 @@
+"""train.py end to end: flag validation, SIGKILL + resume, SIGTERM, the run folder's contents."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from deeplab_gluon import checkpoint as ckpt
+from deeplab_gluon.data import make_toy_dataset
+from deeplab_gluon.train import main, parse_config, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_dataset(root, num_train=16, num_val=4, image_size=(40, 40), seed=0)
+    return root
+
+
+def _flags(toy_root, output_dir, max_iter=12, **extra):
+    flags = {"dataset": "toy", "data_dir": toy_root, "train_split": "train", "base_architecture": "resnet_v2_18",
+             "gpus": "-1", "crop_size": 32, "batch_size": 4, "initial_learning_rate": 0.01, "max_iter": max_iter,
+             "num_workers": 0, "output_dir": output_dir, "val_every": 0, "log_every": 1, "progress": 0,
+             "checkpoint_every": 3, "keep_checkpoints": 50}
+    flags.update(extra)
+    return [str(part) for key, value in flags.items() for part in (f"--{key}", value)]
+
+
+def _run(args, **kwargs):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("base_architecture", "resnet_v2_51", "--base_architecture: unknown backbone 'resnet_v2_51'"),
+    ("gpus", "0", "--gpus 0: GPU 0 does not exist (MXNet sees 0 GPUs"),
+    ("crop_size", "8", "--crop_size 8 is smaller than --output_stride 16"),
+    ("data_dir", "/nonexistent/VOCdevkit_aug", "--data_dir /nonexistent/VOCdevkit_aug does not exist"),
+    ("resume", "/nonexistent/iter-1.ckpt", "--resume /nonexistent/iter-1.ckpt: no such checkpoint"),
+])
+def test_bad_values_fail_at_once_with_one_line(flag, value, message, capsys):
+    assert main(["--dataset", "voc", "--data_dir", str(REPO), "--max_iter", "1", f"--{flag}", value]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error
+
+
+def test_output_stride_outside_the_choices_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["--output_stride", "4"])
+    assert exit_info.value.code == 2
+    assert "argument --output_stride: invalid choice: 4 (choose from 8, 16, 32)" in capsys.readouterr().err
+
+
+def test_original_flags_keep_their_meaning():
+    config = parse_config(["--base_architecture", "resnet_v2_50", "--aspp_or_vortex", "2", "--freeze_batch_norm",
+                           "1", "--gpus", "0,1", "--resume", "-1", "--train_epochs", "3"])
+    assert (config.head, config.freeze_batch_norm, config.gpus, config.train_epochs) == ("vortex", True, "0,1", 3)
+    assert validate_config(parse_config(["--max_iter", "0", "--train_epochs", "0", "--data_dir", str(REPO)])) == [
+        "give --max_iter or --train_epochs (both are 0)"]
+
+
+def _final_weights(output_dir):
+    path = ckpt.latest_checkpoint(Path(output_dir) / "checkpoints")
+    net, meta = ckpt.load_model(path)
+    return meta, {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
+
+
+def _wait_for_checkpoint(output_dir, process, at_least):
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        found = ckpt.latest_checkpoint(Path(output_dir) / "checkpoints")
+        if found is not None and ckpt.read_meta(found)["iteration"] >= at_least:
+            return found
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(toy_root, tmp_path):
+    straight = tmp_path / "straight"
+    result = _run(_flags(toy_root, straight, max_iter=12))
+    assert result.returncode == 0, result.stderr
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *_flags(toy_root, interrupted, max_iter=12)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(interrupted, process, at_least=3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    killed_at = ckpt.read_meta(ckpt.latest_checkpoint(interrupted / "checkpoints"))["iteration"]
+    assert killed_at < 12
+
+    # a fresh start into a folder that holds checkpoints is refused rather than overwriting them
+    refused = _run(_flags(toy_root, interrupted, max_iter=12))
+    assert refused.returncode == 1 and "already holds checkpoints: pass --resume last" in refused.stderr
+
+    resumed = _run(_flags(toy_root, interrupted, max_iter=12, resume="last"))
+    assert resumed.returncode == 0, resumed.stderr
+    for path in ckpt.list_checkpoints(interrupted / "checkpoints"):
+        ckpt.read_meta(path)  # every kept checkpoint is complete
+    meta_a, weights_a = _final_weights(straight)
+    meta_b, weights_b = _final_weights(interrupted)
+    assert meta_a["iteration"] == meta_b["iteration"] == 12
+    for name in weights_a:
+        np.testing.assert_allclose(weights_b[name], weights_a[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    records = [json.loads(line) for line in (interrupted / "log.jsonl").read_text().splitlines()]
+    starts = [r for r in records if r["type"] == "start"]
+    assert [s["iteration"] for s in starts] == [0, killed_at]
+    summary = json.loads((interrupted / "summary.json").read_text())
+    assert summary["iteration"] == 12 and 0 <= summary["final"]["mIoU"] <= 1
+    assert (interrupted / "curves.png").stat().st_size > 1000 and (interrupted / "best.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_before_exiting(toy_root, tmp_path):
+    output = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"),
+                                *_flags(toy_root, output, max_iter=10_000, checkpoint_every=1000)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    log = output / "log.jsonl"
+    while not (log.exists() and '"type": "train"' in log.read_text()):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "stopped by SIGTERM at iteration" in stderr and "continue with --resume last" in stderr
+    saved = ckpt.latest_checkpoint(output / "checkpoints")
+    assert saved is not None and 0 < ckpt.read_meta(saved)["iteration"] < 1000
