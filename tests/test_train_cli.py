@@ -1,13 +1,11 @@
 """train.py end to end: flag validation, SIGKILL + resume, SIGTERM, the run folder's contents."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
 import pytest
 
