@@ -25,6 +25,9 @@ from .models import batchnorm_layers, build_model, parse_backbone
 from .runlog import RunLog, plot_curves
 
 
+STEP_STATS_KEY = 10_000_000  # kvstore key for per-step sums; the Trainer's own keys are 0..len(params)-1
+
+
 class TrainingError(RuntimeError):
     """A run cannot start or go on; the message says why and what to do."""
 
@@ -51,9 +54,9 @@ def describe_model(config, num_classes: int) -> dict:
 class SegmentationTrainer:
     """One network, its optimiser, and the data-parallel training step.
 
-    The batch is split over ``ctxs`` with ``split_and_load``; each device's loss is its share of
-    the batch's cross-entropy sum divided by the batch's valid-pixel count, so the gradients the
-    kvstore adds up are exactly those of the whole batch on one device.
+    The batch is split over ``ctxs`` with ``split_and_load`` and the gradients are added up by the
+    ``Trainer``'s kvstore (a ``dist_*`` KVStore object for several machines), so a step on several
+    devices or workers is the step one device would take on the whole batch.
     """
 
     def __init__(self, net, ctxs, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
@@ -66,9 +69,14 @@ class SegmentationTrainer:
                 if block is not None:
                     for param in block.collect_params().values():
                         param.lr_mult = head_lr_mult
+        # update_on_kvstore=False: every device applies SGD to the reduced gradients itself, so the
+        # per-step normaliser given to step() takes effect (a server-side optimizer keeps its first one)
         self.trainer = gluon.Trainer(net.collect_params(), "sgd",
                                      {"learning_rate": learning_rate, "momentum": momentum, "wd": weight_decay},
-                                     kvstore=kvstore)
+                                     kvstore=kvstore, update_on_kvstore=False)
+        self.kvstore = None if isinstance(kvstore, str) or kvstore is None else kvstore
+        if self.kvstore is not None:
+            self.kvstore.init(STEP_STATS_KEY, mx.nd.zeros(3))
         self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
@@ -78,10 +86,14 @@ class SegmentationTrainer:
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
         """One SGD step on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
 
-        A non-finite loss updates nothing (weights, momentum and BatchNorm statistics stay as they
-        were) and counts as a bad step; :class:`TrainingError` after ``max_bad_steps`` in a row.
+        Each device back-propagates its share of the cross-entropy *sum*; ``Trainer.step`` then
+        divides the reduced gradient by the valid pixels of the whole batch (over all devices and
+        workers), which gives exactly the gradient of the batch's mean loss.
+
+        A non-finite loss on any device or worker updates nothing anywhere (weights, momentum and
+        BatchNorm statistics stay as they were) and counts as a bad step; :class:`TrainingError`
+        after ``max_bad_steps`` in a row.
         """
-        num_valid = count_valid(labels, self.ignore_label)
         image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
         label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
         # dropout masks depend on (seed, iteration) only, so a resumed run draws the same ones
@@ -89,11 +101,14 @@ class SegmentationTrainer:
         saved_stats = [[data.copy() for data in p.list_data()] for p in self.running_stats]
         self.trainer.set_learning_rate(learning_rate)
         with autograd.record():
-            losses = [self.loss_fn(self.net(x), y, num_valid) for x, y in zip(image_parts, label_parts)]
-        autograd.backward(losses)
-        loss = float(sum(part.asscalar() for part in losses))
+            sums = [self.loss_fn(self.net(x), y, 1) for x, y in zip(image_parts, label_parts)]
+        autograd.backward(sums)
+        loss_sum = float(sum(part.asscalar() for part in sums))
+        finite = math.isfinite(loss_sum)
+        loss_sum, num_valid, num_bad = self.reduce_over_workers(
+            [loss_sum if finite else 0.0, count_valid(labels, self.ignore_label), 0.0 if finite else 1.0])
         self.iteration += 1
-        if not math.isfinite(loss):
+        if num_bad:
             for param, copies in zip(self.running_stats, saved_stats):
                 for data, copy in zip(param.list_data(), copies):
                     copy.copyto(data)
@@ -102,10 +117,19 @@ class SegmentationTrainer:
                 raise TrainingError(f"{self.bad_steps} non-finite losses in a row (last at iteration "
                                     f"{self.iteration}); stopping with the last checkpoint intact. "
                                     f"Lower --initial_learning_rate or check the data")
-            return loss
+            return float("nan")
         self.bad_steps = 0
-        self.trainer.step(1)  # the loss is already normalised by the batch's valid pixels
-        return loss
+        self.trainer.step(max(num_valid, 1.0))
+        return loss_sum / max(num_valid, 1.0)
+
+    def reduce_over_workers(self, values):
+        """Sum a few numbers over all workers of a distributed kvstore (identity in one process)."""
+        if self.kvstore is None:
+            return values
+        local = mx.nd.array(values)
+        self.kvstore.push(STEP_STATS_KEY, local)
+        self.kvstore.pull(STEP_STATS_KEY, out=local)
+        return [float(v) for v in local.asnumpy()]
 
     def average_running_stats(self) -> None:
         """Give every device the mean of the devices' BatchNorm statistics (before a checkpoint)."""
