@@ -7,8 +7,10 @@ usage block followed by the message.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Tuple
+from pathlib import Path
+from typing import Optional, Tuple
 
 
 class UsageError(Exception):
@@ -53,3 +55,23 @@ def add_switch(parser: argparse.ArgumentParser, name: str, help_text: str, defau
     """A boolean flag usable bare (``--flip``) or with a value (``--flip 1``, ``--flip 0``)."""
     parser.add_argument(f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="0|1",
                         help=help_text)
+
+
+def output_problem(path: Path, flag: str, folder: bool) -> Optional[str]:
+    """Why ``path`` cannot be written as a folder (``folder``) or a file, or None.
+
+    Checked before the work, so that a long evaluation does not end in a traceback at its last step.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        return f"{flag} {path} exists and is not a folder"
+    if not folder and path.is_dir():
+        return f"{flag} {path} is a folder"
+    ancestor = path if folder else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{flag} {path}: {ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK):
+        return f"{flag} {path}: {ancestor} is not writable"
+    return None

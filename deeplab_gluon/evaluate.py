@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, parse_scales_flag
+from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem, parse_scales_flag
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES
 from .data.palette import VOC_CLASSES, read_label
@@ -217,7 +217,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     if dataset_name not in DATASETS:
         raise UsageError(f"--dataset: the checkpoint's dataset {dataset_name!r} is none of {', '.join(DATASETS)}")
     if not data_dir.is_dir():
-        raise UsageError(f"--data_dir {data_dir} does not exist")
+        hint = f" (make it with `python scripts/make_toy_data.py --out {data_dir}`)" if dataset_name == "toy" else ""
+        raise UsageError(f"--data_dir {data_dir} does not exist{hint}")
     num_classes = int(model["num_classes"])
     ignore_label = config.ignore_label if config.ignore_label is not None else int(meta.get("ignore_label", 255))
     extra = {}
@@ -241,6 +242,9 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     output_stride = config.output_stride or trained_output_stride
     output = config.output or default_output_path(checkpoint, config.split, config.scales, config.flip,
                                                   config.output_stride, trained_output_stride, config.limit)
+    problem = output_problem(output, "--output", folder=False)
+    if problem:
+        raise UsageError(problem)
     return EvaluationPlan(checkpoint, meta, dataset_name, data_dir, dataset, classes, ignore_label, output_stride,
                           trained_output_stride, output)
 
@@ -355,7 +359,9 @@ def validate_config(config: EvaluateConfig) -> List[str]:
             problems.append(f"--num_classes must be positive, got {config.num_classes}")
     if config.ignore_label is not None and not 0 <= config.ignore_label <= 255:
         problems.append(f"--ignore_label must be in 0..255, got {config.ignore_label}")
-    return problems
+    if config.output is not None:
+        problems.append(output_problem(config.output, "--output", folder=False))
+    return [problem for problem in problems if problem]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -367,7 +373,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 fail(PROG, problem)
             return 2
         return run_checkpoint_mode(config) if config.checkpoint_mode else run_folder_mode(config)
-    except (UsageError, DataError, CheckpointError) as err:
+    except (UsageError, DataError, CheckpointError, OSError) as err:
         return fail(PROG, err)
 
 

@@ -28,7 +28,7 @@ import mxnet as mx
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail
+from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "export"
@@ -177,8 +177,7 @@ def validate_config(config: ExportConfig) -> List[str]:
     problems = []
     if min(config.input_size) < 1:
         problems.append(f"--input_size must be positive, got {config.input_size[0]} {config.input_size[1]}")
-    if config.output_dir.exists() and not config.output_dir.is_dir():
-        problems.append(f"--output_dir {config.output_dir} exists and is not a folder")
+    problems.append(output_problem(config.output_dir, "--output_dir", folder=True))
     if "onnx" in config.formats:
         for package in ("onnx",) + (("onnxruntime",) if config.check else ()):
             try:
@@ -186,7 +185,7 @@ def validate_config(config: ExportConfig) -> List[str]:
             except ImportError:
                 problems.append(f"--format onnx needs the {package} package: {ONNX_HINT}"
                                 + ("; or pass --check 0" if package == "onnxruntime" else ""))
-    return problems
+    return [problem for problem in problems if problem]
 
 
 def run_export(config: ExportConfig) -> int:
@@ -264,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except CheckpointError as err:
             raise UsageError(f"--checkpoint: {err}") from None
         return run_export(config)
-    except (UsageError, CheckpointError) as err:
+    except (UsageError, CheckpointError, OSError) as err:
         return fail(PROG, err)
 
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, parse_scales_flag
+from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem, parse_scales_flag
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
@@ -233,8 +233,9 @@ def prepare(config: PredictConfig) -> Tuple[List[Path], Optional[Dict[str, Path]
         raise UsageError(f"--overlay_alpha must lie in [0, 1], got {config.overlay_alpha}")
     if config.limit is not None and config.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {config.limit}")
-    if config.output_dir.exists() and not config.output_dir.is_dir():
-        raise UsageError(f"--output_dir {config.output_dir} exists and is not a folder")
+    problem = output_problem(config.output_dir, "--output_dir", folder=True)
+    if problem:
+        raise UsageError(problem)
     try:
         config.checkpoint = find_checkpoint(config.checkpoint)
         meta = read_meta(config.checkpoint)
@@ -258,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = parse_args(argv)
         images, ground_truth = prepare(config)
         return run_prediction(config, images, ground_truth)
-    except (UsageError, DataError, CheckpointError) as err:
+    except (UsageError, DataError, CheckpointError, OSError) as err:
         return fail(PROG, err)
 
 

@@ -47,13 +47,14 @@ def test_symbol_export_runs_at_an_unseen_size_and_drops_the_aux_head(aux_net, tm
     assert_close(run_symbol(symbol_file, params_file, batch), gluon_logits(aux_net, batch))
 
 
-@pytest.mark.parametrize("head, module, output_stride", [("aspp", "A", 16), ("vortex", "B", 8)])
-def test_onnx_export_is_dynamic_and_matches_gluon(tmp_path, head, module, output_stride):
+def test_onnx_export_is_dynamic_and_matches_gluon(tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from deeplab_gluon.export import run_onnx
 
-    net = tiny_net(num_classes=4, head=head, output_stride=output_stride, vortex_module=module, seed=6)
+    # Vortex module B at OS8 has every op of the graph: dilated convs, image pooling's broadcast_like,
+    # count_include_pad=False poolings, padded slices; the ASPP head is exported in the command-line test.
+    net = tiny_net(num_classes=4, head="vortex", output_stride=8, vortex_module="B", seed=6)
     symbol_file, params_file = export_symbol(net, tmp_path / "net", TRACED)
     onnx_file = export_onnx(symbol_file, params_file, tmp_path / "net.onnx", TRACED, dynamic=True)
     import onnx
@@ -85,13 +86,13 @@ def test_fixed_size_onnx_and_the_builtin_resize_still_convert(tmp_path):
 
 def test_command_line_writes_everything_and_checks_it(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    net = tiny_net(num_classes=3, head="vortex", seed=7)
-    checkpoint = save_tiny_checkpoint(tmp_path / "run", net, ["sky", "road", "car"], head="vortex", iteration=5)
+    net = tiny_net(num_classes=3, head="aspp", aux=True, seed=7)
+    checkpoint = save_tiny_checkpoint(tmp_path / "run", net, ["sky", "road", "car"], aux=True, iteration=5)
     out = tmp_path / "export"
     code = main(["--checkpoint", str(tmp_path / "run"), "--output_dir", str(out), "--input_size", "48", "40"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    prefix = out / "deeplabv3_resnet18_v2_vortex_os16"
+    prefix = out / "deeplabv3_resnet18_v2_aspp_os16"
     for suffix in ("-symbol.json", "-0000.params", ".onnx", "-meta.json"):
         assert f"wrote {prefix}{suffix}" in captured.out
     assert "check symbol: input 2x3x61x69" in captured.out and "check onnx: input 2x3x61x69" in captured.out

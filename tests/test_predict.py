@@ -128,6 +128,8 @@ def test_compare_gt_writes_three_panel_pictures(setup, tmp_path, capsys):
     (lambda s, t: ["--input", s["folder"], "--gpus", "3"], "--gpus 3: GPU 3 does not exist"),
     (lambda s, t: ["--input", s["folder"], "--scales", "-1"], "argument --scales: must be positive numbers"),
     (lambda s, t: ["--input", s["folder"], "--overlay_alpha", "1.5"], "--overlay_alpha must lie in [0, 1]"),
+    (lambda s, t: ["--input", s["folder"], "--output_dir", t / "notes.jpg"],
+     "--output_dir {t}/notes.jpg exists and is not a folder"),
 ])
 def test_user_mistakes_are_one_line_errors(setup, tmp_path, capsys, make_args, message):
     (tmp_path / "notes.jpg").write_text("not an image")
