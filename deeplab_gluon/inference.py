@@ -4,11 +4,19 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import mxnet as mx
+import numpy as np
 from tqdm import tqdm
 
 
 def _main_logits(output):
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def image_to_batch(image: np.ndarray, ctx: mx.Context = None) -> mx.nd.NDArray:
+    """(H, W, 3) uint8 RGB image -> normalised (1, 3, H, W) float32 batch on ``ctx``, as in evaluation."""
+    from .data.transforms import normalize_image
+
+    return mx.nd.array(normalize_image(image)[None], ctx=ctx or mx.cpu())
 
 
 def predict_probs(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), flip: bool = False) -> mx.nd.NDArray:
@@ -58,7 +66,7 @@ def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int,
 
     confusion = confusion or ConfusionMatrix(num_classes, ignore_label)
     loader = mx.gluon.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
-    bar = tqdm(total=len(dataset), desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, leave=False)
     pending = []
 
     def flush():
@@ -68,13 +76,16 @@ def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int,
         bar.set_postfix(mIoU=f"{confusion.miou():.4f}")
         pending.clear()
 
-    for image, label in loader:
-        ctx = ctxs[len(pending)]
-        pending.append((predict_labels(net, image.as_in_context(ctx), scales, flip), label[0].asnumpy()))
-        if len(pending) == len(ctxs):
-            flush()
-    flush()
-    bar.close()
+    try:
+        # One image per context, all queued before any result is read: MXNet runs them concurrently.
+        for image, label in loader:
+            ctx = ctxs[len(pending)]
+            pending.append((predict_labels(net, image.as_in_context(ctx), scales, flip), label[0].asnumpy()))
+            if len(pending) == len(ctxs):
+                flush()
+        flush()
+    finally:
+        bar.close()
     return confusion
 
 

@@ -70,7 +70,7 @@ def test_missing_prediction_is_one_line_error(folders, capsys):
         score_folders(pred_dir, gt_dir, num_classes=3, progress=False)
     assert main(["--pred_dir", str(pred_dir), "--gt_dir", str(gt_dir), "--num_classes", "3"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: prediction not found:") and "\n" not in err
+    assert err.startswith("evaluate: error: prediction not found:") and "\n" not in err
 
 
 def test_bad_inputs(folders, tmp_path, capsys):
@@ -131,4 +131,4 @@ def test_command_line(folders):
                              "--gt_dir", str(gt_dir), "--num_classes", "3"],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("error: prediction not found:")
+    assert result.stderr.strip().startswith("evaluate: error: prediction not found:")

@@ -1,0 +1,271 @@
+"""Export a checkpoint for deployment: MXNet symbol + params, and ONNX.
+
+    python -m deeplab_gluon.export --checkpoint runs/demo/phase2 --output_dir runs/demo/export
+
+writes, with ``<prefix>`` = ``<output_dir>/deeplabv3_<backbone>_<head>_os<N>``:
+
+  <prefix>-symbol.json, <prefix>-0000.params   load with mxnet.gluon.SymbolBlock.imports(json, ["data"], params)
+  <prefix>.onnx                                 input "data" (N, 3, H, W), output "logits" (N, C, H, W)
+  <prefix>-meta.json                            classes, normalisation, shapes, source checkpoint
+
+Both graphs take a normalised RGB batch ``(image / 255 - mean) / std`` of any size and return the
+logits at the input's size; arg-max over axis 1 gives the class map. The ONNX model has dynamic batch,
+height and width unless ``--dynamic 0`` fixes them to 1 x ``--input_size``. With ``--check 1`` (default)
+both exports are run on an image of another size than the traced one and compared with the Gluon model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import mxnet as mx
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+PROG = "export"
+FORMATS = ("symbol", "onnx")
+OUTPUT_STRIDES = (8, 16, 32)
+INPUT_NAME = "data"
+OUTPUT_NAME = "logits"
+ONNX_HINT = 'pip install "deeplab_gluon[export]" (onnx==1.15.0, onnxruntime==1.18.1)'
+
+
+@dataclass
+class ExportConfig:
+    """Command-line settings of ``python -m deeplab_gluon.export``."""
+    checkpoint: Path                         # a .ckpt file, or a run folder (its latest checkpoint)
+    output_dir: Path
+    output_stride: Optional[int] = None      # default: the trained one
+    formats: Tuple[str, ...] = FORMATS
+    input_size: Tuple[int, int] = (512, 512)  # (height, width) traced; the ONNX input shape with --dynamic 0
+    dynamic: bool = True                     # ONNX: dynamic batch, height and width
+    check: bool = True                       # compare the exports with the Gluon model after writing them
+
+
+def export_prefix(model: dict, output_stride: int) -> str:
+    """``deeplabv3_resnet101_v2_aspp_os8`` for a model description."""
+    return f"deeplabv3_{model['backbone']}_{model['head']}_os{output_stride}"
+
+
+def export_symbol(net: mx.gluon.HybridBlock, prefix: Path, input_shape: Sequence[int]) -> Tuple[Path, Path]:
+    """Trace ``net`` on a zero batch of ``input_shape`` (N, 3, H, W) and write ``<prefix>-symbol.json``
+    and ``<prefix>-0000.params``; returns their paths.
+
+    A network with an auxiliary head has two outputs; only the main logits are kept (and only the
+    weights they use), since the auxiliary head only serves training.
+    """
+    net.hybridize(static_alloc=True)
+    net(mx.nd.zeros(tuple(input_shape)))
+    net.export(str(prefix), epoch=0)
+    symbol_file, params_file = Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
+    symbol = mx.sym.load(str(symbol_file))
+    if len(symbol.list_outputs()) > 1:
+        logits = symbol[0]
+        used = {f"arg:{n}" for n in logits.list_arguments()} | {f"aux:{n}" for n in logits.list_auxiliary_states()}
+        params = {key: value for key, value in mx.nd.load(str(params_file)).items() if key in used}
+        logits.save(str(symbol_file))
+        mx.nd.save(str(params_file), params)
+    return symbol_file, params_file
+
+
+def _rename_output(model, new_name: str) -> None:
+    """Give the graph's single output a stable name (the exporter names it after the last MXNet node)."""
+    old_name = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [new_name if name == old_name else name for name in node.output]
+        node.input[:] = [new_name if name == old_name else name for name in node.input]
+    model.graph.output[0].name = new_name
+
+
+def export_onnx(symbol_file: Path, params_file: Path, onnx_file: Path, input_shape: Sequence[int],
+                dynamic: bool = True) -> Path:
+    """Convert the symbol export to ONNX with ``mx.onnx.export_model``.
+
+    ``input_shape`` (N, 3, H, W) is the traced shape; with ``dynamic`` the model's input is
+    (batch, 3, height, width) with all three free. The weights are stored as initializers only (the
+    exporter also lists them as graph inputs, which keeps runtimes from folding constants), the input is
+    named ``data`` and the output ``logits``.
+    """
+    import onnx
+
+    from .onnx_ops import register_resize_like
+
+    register_resize_like()
+    extra = {"dynamic": True, "dynamic_input_shapes": [(None, 3, None, None)]} if dynamic else {}
+    mx.onnx.export_model(str(symbol_file), str(params_file), [tuple(input_shape)], np.float32, str(onnx_file),
+                         **extra)
+    model = onnx.load(str(onnx_file))
+    weights = {tensor.name for tensor in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    _rename_output(model, OUTPUT_NAME)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(onnx_file))
+    return onnx_file
+
+
+def run_symbol(symbol_file: Path, params_file: Path, batch: np.ndarray) -> np.ndarray:
+    """Logits of the symbol export for a normalised (N, 3, H, W) batch, through ``SymbolBlock`` alone."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SymbolBlock warns about the parameter name prefix
+        block = mx.gluon.SymbolBlock.imports(str(symbol_file), [INPUT_NAME], str(params_file), ctx=mx.cpu())
+    return block(mx.nd.array(batch)).asnumpy()
+
+
+def run_onnx(onnx_file: Path, batch: np.ndarray) -> np.ndarray:
+    """Logits of the ONNX export for a normalised (N, 3, H, W) batch, with onnxruntime on the CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: batch.astype(np.float32)})[0]
+
+
+def check_shape(input_size: Tuple[int, int], dynamic: bool) -> Tuple[int, int, int, int]:
+    """A batch shape the export has not been traced with (unless the ONNX model is fixed-size)."""
+    height, width = input_size
+    return (1, 3, height, width) if not dynamic else (2, 3, height + 13, width + 29)
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+def _formats(text: str) -> Tuple[str, ...]:
+    parts = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    unknown = [part for part in parts if part not in FORMATS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FORMATS)} (comma-separated), got {text!r}")
+    return parts
+
+
+def build_parser() -> JobArgumentParser:
+    parser = JobArgumentParser(prog=f"python -m deeplab_gluon.{PROG}", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a .ckpt file, or a run folder (its latest checkpoint)")
+    parser.add_argument("--output_dir", type=Path, required=True, help="where the files go (created)")
+    parser.add_argument("--output_stride", type=int, choices=OUTPUT_STRIDES,
+                        help="rebuild the network at this output stride (same weights); default: the trained one")
+    parser.add_argument("--format", dest="formats", type=_formats, default=FORMATS,
+                        help="symbol, onnx or symbol,onnx (default)")
+    parser.add_argument("--input_size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
+                        help="traced input size; the ONNX input size with --dynamic 0 (default: 512 512)")
+    add_switch(parser, "dynamic", "ONNX with dynamic batch, height and width (default 1)", default=True)
+    add_switch(parser, "check", "run the exports on another size and compare with Gluon (default 1)", default=True)
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> ExportConfig:
+    config = ExportConfig(**vars(build_parser().parse_args(argv)))
+    config.input_size = tuple(config.input_size)
+    return config
+
+
+def validate_config(config: ExportConfig) -> List[str]:
+    problems = []
+    if min(config.input_size) < 1:
+        problems.append(f"--input_size must be positive, got {config.input_size[0]} {config.input_size[1]}")
+    problems.append(output_problem(config.output_dir, "--output_dir", folder=True))
+    if "onnx" in config.formats:
+        for package in ("onnx",) + (("onnxruntime",) if config.check else ()):
+            try:
+                __import__(package)
+            except ImportError:
+                problems.append(f"--format onnx needs the {package} package: {ONNX_HINT}"
+                                + ("; or pass --check 0" if package == "onnxruntime" else ""))
+    return [problem for problem in problems if problem]
+
+
+def run_export(config: ExportConfig) -> int:
+    from .checkpoint import find_checkpoint, load_model
+
+    checkpoint = find_checkpoint(config.checkpoint)
+    net, meta = load_model(checkpoint, mx.cpu(), output_stride=config.output_stride)
+    output_stride = config.output_stride or int(meta["model"].get("output_stride", 16))
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    name = export_prefix(meta["model"], output_stride)
+    traced = (1, 3) + tuple(config.input_size)
+    scratch = None
+    symbol_dir = config.output_dir
+    if "symbol" not in config.formats:  # ONNX is converted from the symbol files: make them aside
+        scratch = Path(tempfile.mkdtemp(prefix="deeplab-export-"))
+        symbol_dir = scratch
+    try:
+        symbol_file, params_file = export_symbol(net, symbol_dir / name, traced)
+        written = [symbol_file, params_file] if scratch is None else []
+        onnx_file = None
+        if "onnx" in config.formats:
+            onnx_file = export_onnx(symbol_file, params_file, config.output_dir / f"{name}.onnx", traced,
+                                    config.dynamic)
+            written.append(onnx_file)
+        meta_file = config.output_dir / f"{name}-meta.json"
+        meta_file.write_text(json.dumps({
+            "checkpoint": str(checkpoint), "iteration": meta.get("iteration"), "model": meta["model"],
+            "output_stride": output_stride, "classes": meta.get("classes"), "ignore_label": meta.get("ignore_label"),
+            "input": {"name": INPUT_NAME, "layout": "NCHW", "channels": "RGB",
+                      "normalisation": "(pixel / 255 - mean) / std", "mean": list(IMAGENET_MEAN),
+                      "std": list(IMAGENET_STD), "traced_shape": list(traced),
+                      "onnx_shape": ["batch", 3, "height", "width"] if config.dynamic else list(traced)},
+            "output": {"name": OUTPUT_NAME, "shape": "(N, num_classes, H, W) logits at the input size"},
+            "formats": list(config.formats),
+        }, indent=1) + "\n")
+        written.append(meta_file)
+        for path in written:
+            print(f"wrote {path}")
+        if config.check:
+            shape = check_shape(config.input_size, config.dynamic)
+            batch = np.random.RandomState(0).normal(size=shape).astype(np.float32)
+            reference = net(mx.nd.array(batch))
+            reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).asnumpy()
+            results = {"symbol": run_symbol(symbol_file, params_file, batch)}
+            if onnx_file is not None:
+                results["onnx"] = run_onnx(onnx_file, batch)
+            scale = float(np.abs(reference).max()) or 1.0
+            for kind, output in results.items():
+                if kind not in config.formats:
+                    continue
+                difference = float(np.abs(output - reference).max())
+                print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to Gluon {difference:.2e} "
+                      f"(logits up to {scale:.3g})")
+                if output.shape != reference.shape or difference > 1e-4 * scale + 1e-4:
+                    raise UsageError(f"the {kind} export differs from the Gluon model by {difference:.3g} "
+                                     f"on a {shape} input; please report this")
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .checkpoint import find_checkpoint, read_meta
+
+    try:
+        config = parse_args(argv)
+        problems = validate_config(config)
+        if problems:
+            for problem in problems:
+                fail(PROG, problem)
+            return 2
+        try:
+            read_meta(find_checkpoint(config.checkpoint))
+        except CheckpointError as err:
+            raise UsageError(f"--checkpoint: {err}") from None
+        return run_export(config)
+    except (UsageError, CheckpointError, OSError) as err:
+        return fail(PROG, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Segment image files with a trained checkpoint.
+
+    python -m deeplab_gluon.predict --checkpoint runs/demo/phase2 --output_dir runs/demo/predictions \\
+        --input data/toy/VOC2012/ImageSets/Segmentation/val.txt --limit 8
+
+--input takes image files, folders (their images, sorted by name) and list files (.txt, one entry a
+line: an image path, absolute or relative to the list's folder, or a VOC id, read as
+``<list folder>/../../JPEGImages/<id>.jpg``). For every image, in --output_dir:
+
+  <stem>.png          class indices as a palette PNG (VOC colours), the image's size
+  <stem>_overlay.jpg  the colour mask blended on the image (--overlay_alpha)
+  <stem>_probs.npy    with --save_probs: class probabilities, float16 (C, H, W)
+  <stem>_compare.png  with --compare_gt DIR: image | prediction | ground truth (DIR/<stem>.png)
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem, parse_scales_flag
+from .data.errors import DataError
+from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
+
+PROG = "predict"
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+@dataclass
+class PredictConfig:
+    """Command-line settings of ``python -m deeplab_gluon.predict``."""
+    checkpoint: Path                        # a .ckpt file, or a run folder (its latest checkpoint)
+    input: List[str] = field(default_factory=list)
+    output_dir: Path = Path("predictions")
+    gpus: str = ""
+    scales: Tuple[float, ...] = (1.0,)
+    flip: bool = False
+    output_stride: Optional[int] = None     # default: the trained one
+    save_probs: bool = False
+    limit: Optional[int] = None             # only the first N images
+    overlay_alpha: float = 0.5
+    compare_gt: Optional[Path] = None       # folder of ground-truth label PNGs named <stem>.png
+    progress: bool = True
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+def _images_in(folder: Path) -> List[Path]:
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise UsageError(f"--input {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return images
+
+
+def read_image_list(list_file: Path) -> List[Path]:
+    """The images a list file names, one a line (blank lines and ``#`` comments skipped).
+
+    A line's first field is an image path (absolute, relative to the working folder, or relative to
+    the list's folder) or else a VOC id: ``ImageSets/Segmentation/val.txt`` lists ids whose images are
+    ``<list folder>/../../JPEGImages/<id>.jpg``.
+    """
+    images = []
+    voc_images = list_file.parent.parent.parent / "JPEGImages"
+    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = line.split()[0]  # "image label" lines (folder datasets): the image
+        candidates = [Path(entry), list_file.parent / entry, voc_images / f"{entry}.jpg"]
+        found = next((path for path in candidates if path.is_file()), None)
+        if found is None:
+            raise UsageError(f"{list_file}:{number}: {entry!r} is neither an image file nor a VOC id "
+                             f"({candidates[-1]} does not exist)")
+        images.append(found)
+    if not images:
+        raise UsageError(f"--input {list_file}: the list is empty")
+    return images
+
+
+def collect_inputs(specs: Sequence[str]) -> List[Path]:
+    """Image paths from ``--input`` values (files, folders, ``.txt`` lists), in the order given.
+
+    Raises :class:`UsageError` naming the first input that does not exist or is no image OpenCV reads.
+    """
+    images: List[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            images += _images_in(path)
+        elif path.suffix.lower() == ".txt":
+            if not path.is_file():
+                raise UsageError(f"--input {path}: list file not found")
+            images += read_image_list(path)
+        elif path.is_file():
+            images.append(path)
+        else:
+            raise UsageError(f"--input {path}: no such file or folder")
+    for path in images:
+        # Checks the file's signature only: cheap, and it names a wrong file before any work.
+        if not cv2.haveImageReader(str(path)):
+            raise UsageError(f"--input {path}: not an image OpenCV can read")
+    return images
+
+
+def check_output_names(images: Sequence[Path], output_dir: Path) -> None:
+    """Outputs are named by stem: refuse two inputs with one stem, and outputs over an input."""
+    seen: Dict[str, Path] = {}
+    for path in images:
+        if path.stem in seen and seen[path.stem].resolve() != path.resolve():
+            raise UsageError(f"two inputs share the name {path.stem!r} ({seen[path.stem]} and {path}); "
+                             f"their outputs would overwrite each other")
+        seen[path.stem] = path
+        if (output_dir / f"{path.stem}.png").resolve() == path.resolve():
+            raise UsageError(f"--output_dir {output_dir}: the prediction would overwrite the input {path}")
+
+
+def ground_truth_files(images: Sequence[Path], folder: Path) -> Dict[str, Path]:
+    """``{stem: label file}`` in ``folder`` for every image; :class:`UsageError` naming a missing one."""
+    if not folder.is_dir():
+        raise UsageError(f"--compare_gt {folder}: no such folder")
+    found = {}
+    for path in images:
+        candidates = [folder / f"{path.stem}{suffix}" for suffix in LABEL_SUFFIXES]
+        label = next((c for c in candidates if c.is_file()), None)
+        if label is None:
+            raise UsageError(f"--compare_gt: no ground truth for {path}: expected {candidates[0]}")
+        found[path.stem] = label
+    return found
+
+
+# ------------------------------------------------------------------------------------------------- work
+
+def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.ndarray,
+                  probs: Optional[np.ndarray], classes: Sequence[str], alpha: float,
+                  ground_truth: Optional[np.ndarray] = None) -> None:
+    """The files of one image: ``image`` (H, W, 3) uint8 RGB, ``labels`` (H, W), ``probs`` (C, H, W) or None."""
+    from .data import save_index_png, write_image
+    from .visualize import overlay, side_by_side
+
+    save_index_png(output_dir / f"{stem}.png", labels.astype(np.uint8))
+    background = 0 if classes and classes[0] == "background" else None  # black in VOC colours: leave it
+    write_image(output_dir / f"{stem}_overlay.jpg", overlay(image, labels, alpha, keep_class=background))
+    if probs is not None:
+        np.save(output_dir / f"{stem}_probs.npy", probs.astype(np.float16))
+    if ground_truth is not None:
+        side_by_side(image, labels, ground_truth, classes, path=output_dir / f"{stem}_compare.png")
+
+
+def run_prediction(config: PredictConfig, images: Sequence[Path], ground_truth: Optional[Dict[str, Path]]) -> int:
+    import mxnet as mx
+    from tqdm import tqdm
+
+    from .checkpoint import load_model
+    from .data import read_image, read_label
+    from .devices import parse_devices
+    from .inference import image_to_batch, predict_labels, predict_probs
+
+    ctxs = parse_devices(config.gpus)
+    net, meta = load_model(config.checkpoint, ctxs, output_stride=config.output_stride)
+    classes = list(meta.get("classes") or [])
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(images), desc="predict", unit="img", disable=not config.progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(images), len(ctxs)):
+            group = images[start:start + len(ctxs)]
+            pictures = [read_image(path) for path in group]
+            # queue one image per context before reading any result, so the contexts run together
+            results = []
+            for picture, ctx in zip(pictures, ctxs):
+                batch = image_to_batch(picture, ctx)
+                if config.save_probs:
+                    probs = predict_probs(net, batch, config.scales, config.flip)
+                    results.append((mx.nd.argmax(probs, axis=1)[0].astype("int32"), probs[0]))
+                else:
+                    results.append((predict_labels(net, batch, config.scales, config.flip), None))
+            for path, picture, (labels, probs) in zip(group, pictures, results):
+                truth = read_label(ground_truth[path.stem]) if ground_truth else None
+                if truth is not None and truth.shape != picture.shape[:2]:
+                    raise DataError(f"ground truth {ground_truth[path.stem]} is {truth.shape[1]}x{truth.shape[0]} "
+                                    f"but {path} is {picture.shape[1]}x{picture.shape[0]}")
+                write_outputs(config.output_dir, path.stem, picture, labels.asnumpy(),
+                              None if probs is None else probs.asnumpy(), classes, config.overlay_alpha, truth)
+            bar.update(len(group))
+    print(f"wrote predictions of {len(images)} image{'s' if len(images) != 1 else ''} to {config.output_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+def build_parser() -> JobArgumentParser:
+    parser = JobArgumentParser(prog=f"python -m deeplab_gluon.{PROG}", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a .ckpt file, or a run folder (its latest checkpoint)")
+    parser.add_argument("--input", nargs="+", action="extend", required=True,
+                        help="image files, folders of images, or .txt lists of image paths or VOC ids")
+    parser.add_argument("--output_dir", type=Path, required=True, help="where the outputs go (created)")
+    parser.add_argument("--gpus", default="", help="GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts")
+    parser.add_argument("--scales", type=parse_scales_flag, default=(1.0,),
+                        help="comma-separated input scales whose softmaxes are averaged (default: 1.0)")
+    add_switch(parser, "flip", "also predict the mirrored image and average")
+    parser.add_argument("--output_stride", type=int, choices=OUTPUT_STRIDES,
+                        help="rebuild the network at this output stride (same weights); default: the trained one")
+    add_switch(parser, "save_probs", "also write <stem>_probs.npy, float16 (C, H, W) probabilities")
+    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--overlay_alpha", type=float, default=0.5,
+                        help="weight of the colour mask in <stem>_overlay.jpg (default: %(default)s)")
+    parser.add_argument("--compare_gt", type=Path,
+                        help="folder of ground-truth label PNGs (<stem>.png): also write <stem>_compare.png")
+    add_switch(parser, "progress", "show a progress bar", default=True)
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> PredictConfig:
+    return PredictConfig(**vars(build_parser().parse_args(argv)))
+
+
+def prepare(config: PredictConfig) -> Tuple[List[Path], Optional[Dict[str, Path]]]:
+    """Check every flag and input before any work; returns the images and their ground-truth files."""
+    from .checkpoint import find_checkpoint, read_meta
+    from .devices import parse_devices
+
+    try:
+        parse_devices(config.gpus)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if not 0.0 <= config.overlay_alpha <= 1.0:
+        raise UsageError(f"--overlay_alpha must lie in [0, 1], got {config.overlay_alpha}")
+    if config.limit is not None and config.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {config.limit}")
+    problem = output_problem(config.output_dir, "--output_dir", folder=True)
+    if problem:
+        raise UsageError(problem)
+    try:
+        config.checkpoint = find_checkpoint(config.checkpoint)
+        meta = read_meta(config.checkpoint)
+    except CheckpointError as err:
+        raise UsageError(f"--checkpoint: {err}") from None
+    if "model" not in meta:
+        raise UsageError(f"--checkpoint: {config.checkpoint} does not describe its model (no 'model' in meta.json)")
+    if int(meta["model"]["num_classes"]) > 256:
+        raise UsageError(f"{config.checkpoint} predicts {meta['model']['num_classes']} classes; "
+                         f"palette PNGs hold at most 256")
+    images = collect_inputs(config.input)
+    if config.limit is not None:
+        images = images[:config.limit]
+    check_output_names(images, config.output_dir)
+    ground_truth = ground_truth_files(images, config.compare_gt) if config.compare_gt is not None else None
+    return images, ground_truth
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        config = parse_args(argv)
+        images, ground_truth = prepare(config)
+        return run_prediction(config, images, ground_truth)
+    except (UsageError, DataError, CheckpointError, OSError) as err:
+        return fail(PROG, err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
