@@ -16,12 +16,12 @@ def describe(num_classes: int, head: str = "aspp", output_stride: int = 16, aux:
 
 
 def tiny_net(num_classes: int = 5, head: str = "aspp", output_stride: int = 16, aux: bool = False, seed: int = 0,
-             logit_scale: float = 0.02, vortex_module: str = "A"):
+             logit_scale: float = 3.0, vortex_module: str = "A"):
     """A hybridized ResNet-18-v2 DeepLab with random weights.
 
-    Freshly initialised, its logits are in the hundreds and its softmax is one-hot, which would hide
-    errors in probability averaging; ``logit_scale`` shrinks the classifier so the probabilities are soft
-    and the arg-max varies over the image.
+    Freshly initialised, its classifier (N(0, 0.01) weights) gives logits of about 0.1, so every
+    probability is close to uniform, which would hide errors in probability averaging; ``logit_scale``
+    widens the classifier so the probabilities are soft but distinct and the arg-max varies over the image.
     """
     mx.random.seed(seed)
     net = get_deeplab("resnet18_v2", head, output_stride, num_classes=num_classes, aux=aux,
