@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-DATASETS = ("voc", "folder", "toy")
+from .cli import JobArgumentParser, UsageError, fail, parse_bool
+from .data import DATASETS
+
+PROG = "train.py"
 LR_POLICIES = ("poly", "step")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
 
@@ -79,15 +82,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _bool(text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
-
-
 def _ints(text: str) -> Tuple[int, ...]:
     try:
         return tuple(int(part) for part in str(text).split(",") if part.strip())
@@ -151,14 +145,14 @@ HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per :class:`TrainConfig` field, typed from the field's default."""
-    parser = argparse.ArgumentParser(prog="train.py", description="Train DeepLabV3 (ASPP or Vortex Pooling).",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = JobArgumentParser(prog="train.py", description="Train DeepLabV3 (ASPP or Vortex Pooling).",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     choices = {"dataset": DATASETS, "lr_policy": LR_POLICIES, "kvstore": KVSTORES, "aspp_or_vortex": (1, 2),
                "output_stride": (8, 16, 32), "vortex_module": ("A", "B")}
     for spec in dataclasses.fields(TrainConfig):
         default = spec.default
         if isinstance(default, bool):
-            kind = _bool
+            kind = parse_bool
         elif spec.name == "multi_grid":
             kind = _ints
         elif spec.name == "lr_steps":
@@ -237,11 +231,14 @@ def validate_config(config: TrainConfig) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    config = parse_config(argv)
+    try:
+        config = parse_config(argv)
+    except UsageError as err:
+        return fail(PROG, err)
     problems = validate_config(config)
     if problems:
         for problem in problems:
-            print(f"train.py: error: {problem}", file=sys.stderr)
+            fail(PROG, problem)
         return 2
     if config.deterministic:
         os.environ.setdefault("MXNET_ENFORCE_DETERMINISM", "1")
@@ -251,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = run_training(config)
     except TrainingError as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        fail(PROG, err)
         return 1
     except KeyboardInterrupt as stop:
         print(f"train.py: {stop}", file=sys.stderr)
