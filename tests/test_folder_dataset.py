@@ -49,7 +49,8 @@ def test_custom_ignore_label_and_out_of_range(folder):
     assert dataset.ignore_label == 3
     np.testing.assert_array_equal(dataset[2][1], label)
     # 255 is not void here, and not a class either.
-    with pytest.raises(DataError, match=r"labels/a\.png: label values \[255\] are neither classes 0..2 nor ignore_label 3"):
+    with pytest.raises(DataError, match=r"labels/a\.png: label values \[255\] are neither classes 0..2 "
+                                        r"nor ignore_label 3"):
         dataset[0]
 
 

@@ -103,6 +103,7 @@ def test_script(sources, tmp_path):
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "train_aug       6  (official archives: 10582)" in result.stdout
-    result = subprocess.run([sys.executable, script, "--voc", str(tmp_path / "nope.tar"), "--out", str(tmp_path / "x")],
+    missing = tmp_path / "nope.tar"
+    result = subprocess.run([sys.executable, script, "--voc", str(missing), "--out", str(tmp_path / "x")],
                             capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 2 and result.stderr.strip() == f"error: VOC2012 source not found: {tmp_path / 'nope.tar'}"
+    assert result.returncode == 2 and result.stderr.strip() == f"error: VOC2012 source not found: {missing}"

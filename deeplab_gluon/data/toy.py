@@ -1,10 +1,11 @@
 """A synthetic VOC-layout dataset of shapes on textured backgrounds, learnable on a CPU in minutes.
 
-Each scene has 1-3 objects (circle, square, triangle, cross) of random position, size, rotation and
-colour over a noisy, textured background; an object's size (the diameter of the circle of equal area)
-is 15-45 % of the shorter image side, so every class covers about as many pixels. Every class draws
-its colours from the same distribution, so only the SHAPE tells the classes apart. As in VOC, a thin
-void band (255) covers object boundaries, where anti-aliased edges mix colours.
+Each scene has 1-3 objects (circle, square, triangle, cross) of random position, size, colour and a
+small random tilt (+-15 degrees) over a noisy, textured background. An object's size (the diameter
+of the circle of equal area) is 15-45 % of the shorter image side, so every class covers about as
+many pixels. Every class draws its colours from the same distribution, so only the SHAPE tells the
+classes apart. As in VOC, a thin void band (255) covers object boundaries, where anti-aliased edges
+mix colours.
 
 The files follow the VOC layout, so ``VOCSegDataset(root, split, classes=TOY_CLASSES)`` reads them
 (``get_dataset("toy", root, split)`` does exactly that).
@@ -26,6 +27,9 @@ DEFAULT_NUM_TRAIN = 400
 DEFAULT_NUM_VAL = 50
 DEFAULT_IMAGE_SIZE = (96, 96)  # (height, width)
 OBJECT_SIZE_RANGE = (0.15, 0.45)  # equal-area diameter, as a fraction of the shorter image side
+# Upright shapes, tilted a little: with any rotation, a small net trained for 3 minutes on 2 CPU cores
+# reached val mIoU 0.27; within +-15 degrees, 0.63 (measured with the same budget).
+MAX_ROTATION_DEGREES = 15.0
 NOISE_SIGMA = 8.0  # per-pixel Gaussian noise, in 0-255 units
 _SUBPIXEL_BITS = 4  # OpenCV drawing precision: coordinates in 1/16 pixel
 _SPLIT_CODES = {"train": 0, "val": 1}
@@ -90,7 +94,7 @@ def render_toy_scene(rng: np.random.Generator, image_size: Tuple[int, int] = DEF
         class_index = int(rng.integers(1, len(TOY_CLASSES)))
         radius = rng.uniform(*OBJECT_SIZE_RANGE) * side / 2
         centre = np.array([rng.uniform(radius / 2, width - radius / 2), rng.uniform(radius / 2, height - radius / 2)])
-        angle = rng.uniform(0, 2 * np.pi)
+        angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES))
         colour = rng.uniform(0, 255, size=3)  # the same colour distribution for every class
         shape = TOY_CLASSES[class_index]
         alpha = np.zeros((height, width), dtype=np.uint8)
