@@ -9,6 +9,7 @@ import json
 import math
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -77,11 +78,16 @@ class SegmentationTrainer:
         self.kvstore = None if isinstance(kvstore, str) or kvstore is None else kvstore
         if self.kvstore is not None:
             self.kvstore.init(STEP_STATS_KEY, mx.nd.zeros(3))
+            # Gluon initialises the kvstore lazily in the first step(), after the first backward pass;
+            # doing it now gives every worker worker 0's weights before any gradient is computed.
+            self.trainer._init_kvstore()
+            self.trainer._init_params()
         self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
         self.iteration = 0
         self.bad_steps = 0
+        self._device_threads = ThreadPoolExecutor(len(self.ctxs)) if len(self.ctxs) > 1 else None
 
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
         """One SGD step on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
@@ -100,9 +106,12 @@ class SegmentationTrainer:
         mx.random.seed(self.seed * 1_000_003 + self.iteration, ctx="all")
         saved_stats = [[data.copy() for data in p.list_data()] for p in self.running_stats]
         self.trainer.set_learning_rate(learning_rate)
-        with autograd.record():
-            sums = [self.loss_fn(self.net(x), y, 1) for x, y in zip(image_parts, label_parts)]
-        autograd.backward(sums)
+        if len(self.ctxs) == 1:
+            sums = [self._forward_backward(image_parts[0], label_parts[0])]
+        else:
+            # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
+            # so the devices' graphs must be issued concurrently, not one after the other.
+            sums = list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
         loss_sum = float(sum(part.asscalar() for part in sums))
         finite = math.isfinite(loss_sum)
         loss_sum, num_valid, num_bad = self.reduce_over_workers(
@@ -121,6 +130,13 @@ class SegmentationTrainer:
         self.bad_steps = 0
         self.trainer.step(max(num_valid, 1.0))
         return loss_sum / max(num_valid, 1.0)
+
+    def _forward_backward(self, images, labels):
+        """Forward and backward on one device; returns that device's loss sum, shape (1,)."""
+        with autograd.record():
+            loss_sum = self.loss_fn(self.net(images), labels, 1)
+        loss_sum.backward()
+        return loss_sum
 
     def reduce_over_workers(self, values):
         """Sum a few numbers over all workers of a distributed kvstore (identity in one process)."""
@@ -304,8 +320,9 @@ def run_training(config) -> dict:
                                 img_s=f"{speed:.1f}")
                 window_start, window_images = time.time(), 0
             end_of_epoch = it % ipe == 0
-            if val_set is not None and ((end_of_epoch and config.val_every and (it // ipe) % config.val_every == 0)
-                                        or it == max_iter):
+            # only worker 0 validates; the others wait for it at the next gradient reduction
+            if is_main and val_set is not None and (
+                    (end_of_epoch and config.val_every and (it // ipe) % config.val_every == 0) or it == max_iter):
                 last_scores = validate()
                 bar.write(f"iteration {it}: pixAcc {last_scores['pixAcc']:.4f} mIoU {last_scores['mIoU']:.4f}")
             if it == max_iter or (config.checkpoint_every and it % config.checkpoint_every == 0) or \
