@@ -195,153 +195,193 @@ def _build_datasets(config):
     return train_set, val_set, transform
 
 
+class TrainingRun:
+    """One run of :func:`run_training`: set-up, the loop, validation and checkpoints."""
+
+    def __init__(self, config):
+        from .data import DataError
+        from .data.loader import iterations_per_epoch
+
+        self.config = config
+        self.ctxs = parse_devices(config.gpus)
+        kvstore = mx.kv.create(config.kvstore) if config.kvstore.startswith("dist") else config.kvstore
+        self.rank, self.num_workers = (0, 1) if isinstance(kvstore, str) else (kvstore.rank, kvstore.num_workers)
+        self.is_main = self.rank == 0
+        self.output_dir = Path(config.output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+
+        resume_path = _resolve_checkpoint(config.resume, self.checkpoint_dir)
+        if resume_path is None and list_checkpoints(self.checkpoint_dir):
+            raise TrainingError(f"{self.checkpoint_dir} already holds checkpoints: pass --resume last to continue "
+                                f"that run, or choose another --output_dir")
+        try:
+            self.train_set, self.val_set, self.transform = _build_datasets(config)
+        except DataError as err:
+            raise TrainingError(str(err)) from None
+        self.num_classes = config.num_classes or self.train_set.num_classes
+        self.iterations_per_epoch = iterations_per_epoch(len(self.train_set), config.batch_size, self.num_workers)
+        if self.iterations_per_epoch == 0:
+            raise TrainingError(f"{len(self.train_set)} training images cannot fill one batch of {config.batch_size}"
+                                + (f" per worker over {self.num_workers} workers" if self.num_workers > 1 else ""))
+        self.max_iter = config.max_iter or config.train_epochs * self.iterations_per_epoch
+        self.classes = list(self.train_set.classes)
+
+        mx.random.seed(config.seed)
+        np.random.seed(config.seed)
+        self.model = describe_model(config, self.num_classes)
+        init_path = _resolve_checkpoint(config.init_from, self.checkpoint_dir) if config.init_from else None
+        self.net = build_model(self.model, self.ctxs, freeze_bn=config.freeze_batch_norm, syncbn=config.syncbn,
+                               pretrained_base=None if (resume_path or init_path) else config.pre_trained_model)
+        self.net.hybridize(static_alloc=True)
+        self.trainer = SegmentationTrainer(self.net, self.ctxs, config.initial_learning_rate, config.momentum,
+                                           config.weight_decay, config.ignore_label,
+                                           config.aux_weight if config.aux else 0.0, config.head_lr_mult, kvstore,
+                                           config.seed, config.max_bad_steps)
+        self.schedule = make_lr_schedule(config.lr_policy, config.initial_learning_rate, self.max_iter,
+                                         config.lr_power, config.lr_steps)
+        self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
+        note = "fresh"
+        try:
+            if resume_path is not None:
+                meta = load_checkpoint(resume_path, self.net, self.trainer.trainer, self.ctxs, model=self.model)
+                self.trainer.iteration = self.saved_at = int(meta["iteration"])
+                self.best_miou = float(meta.get("best_miou", -1.0))
+                note = f"resumed from {resume_path} at iteration {self.trainer.iteration}"
+            elif init_path is not None:
+                load_checkpoint(init_path, self.net, None, self.ctxs, model=self.model,
+                                backbone_only=config.load_backbone_only)
+                note = f"weights from {init_path}"
+        except CheckpointError as err:
+            raise TrainingError(str(err)) from None
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.log = RunLog(self.output_dir / "log.jsonl", enabled=self.is_main)
+        if self.is_main:
+            (self.output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+            self.log.write("start", iteration=self.trainer.iteration, max_iter=self.max_iter,
+                           iterations_per_epoch=self.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
+                           worker=self.rank, workers=self.num_workers, note=note, model=self.model)
+
+    def meta(self, metrics=None) -> dict:
+        iteration = self.trainer.iteration
+        return {"iteration": iteration, "epoch": iteration // self.iterations_per_epoch,
+                "end_of_epoch": iteration % self.iterations_per_epoch == 0, "best_miou": self.best_miou,
+                "model": self.model, "classes": self.classes, "ignore_label": self.config.ignore_label,
+                "seed": self.config.seed, "config": self.config.to_dict(), "metrics": metrics}
+
+    def save(self) -> Optional[Path]:
+        """Checkpoint the current iteration (worker 0 writes; every worker syncs its statistics)."""
+        self.trainer.average_running_stats()
+        self.saved_at = self.trainer.iteration
+        if not self.is_main:
+            return None
+        path = self.checkpoint_dir / checkpoint_name(self.trainer.iteration)
+        try:
+            save_checkpoint(path, self.net, self.trainer.trainer, self.meta(self.last_scores))
+        except CheckpointError as err:
+            raise TrainingError(str(err)) from None
+        prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
+        return path
+
+    def validate(self) -> dict:
+        """Score the validation split; keeps ``best.ckpt`` (weights only) when mIoU improves."""
+        from .inference import evaluate_dataset
+
+        confusion = evaluate_dataset(self.net, self.val_set, self.ctxs, self.num_classes, self.config.ignore_label,
+                                     progress=self.config.progress, desc=f"val @{self.trainer.iteration}")
+        metrics = confusion.summary(self.classes)
+        self.log.write("val", iteration=self.trainer.iteration,
+                       epoch=self.trainer.iteration // self.iterations_per_epoch, **metrics)
+        self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
+        if (metrics["mIoU"] or 0.0) > self.best_miou:
+            self.best_miou = metrics["mIoU"]
+            try:
+                save_checkpoint(self.output_dir / "best.ckpt", self.net, None, self.meta(self.last_scores))
+            except CheckpointError as err:
+                raise TrainingError(str(err)) from None
+        return self.last_scores
+
+    def _loader(self):
+        from .data.loader import SeededTransformDataset, TrainBatchSampler
+
+        config = self.config
+        bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
+        seeded = SeededTransformDataset(self.train_set, self.transform, config.seed, bad_sample_log)
+        sampler = TrainBatchSampler(len(self.train_set), config.batch_size, config.seed, self.trainer.iteration,
+                                    self.max_iter, shard=self.rank, num_shards=self.num_workers)
+        return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
+
+    def run(self) -> dict:
+        from .data import DataError
+
+        config, stop = self.config, {"signal": None}
+
+        def request_stop(signum, _frame):
+            stop["signal"] = signum
+
+        # handlers first: forked loader workers inherit them and do not die with a traceback on Ctrl-C
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
+                   disable=not (config.progress and self.is_main))
+        window_start, window_images, smoothed = time.time(), 0, None
+        try:
+            for images, labels in self._loader():
+                lr = self.schedule(self.trainer.iteration)
+                try:
+                    loss = self.trainer.train_step(images, labels, lr)
+                except TrainingError:  # too many non-finite losses: log the last one too
+                    self.log.write("nonfinite", iteration=self.trainer.iteration, consecutive=self.trainer.bad_steps)
+                    raise
+                it = self.trainer.iteration
+                window_images += images.shape[0]
+                if not math.isfinite(loss):
+                    self.log.write("nonfinite", iteration=it, consecutive=self.trainer.bad_steps)
+                else:
+                    smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
+                bar.update(1)
+                if it % config.log_every == 0 or it == self.max_iter:
+                    speed = window_images / max(time.time() - window_start, 1e-9)
+                    self.log.write("train", iteration=it, epoch=it / self.iterations_per_epoch, loss=loss, lr=lr,
+                                   images_per_sec=speed)
+                    bar.set_postfix(loss=f"{smoothed if smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
+                                    img_s=f"{speed:.1f}")
+                    window_start, window_images = time.time(), 0
+                end_of_epoch = it % self.iterations_per_epoch == 0
+                # only worker 0 validates; the others wait for it at the next gradient reduction
+                if self.is_main and self.val_set is not None and (it == self.max_iter or (
+                        end_of_epoch and config.val_every
+                        and (it // self.iterations_per_epoch) % config.val_every == 0)):
+                    scores = self.validate()
+                    bar.write(f"iteration {it}: pixAcc {scores['pixAcc']:.4f} mIoU {scores['mIoU']:.4f}")
+                if it == self.max_iter or (config.checkpoint_every and it % config.checkpoint_every == 0) or \
+                        (not config.checkpoint_every and end_of_epoch):
+                    self.save()
+                if stop["signal"] is not None:
+                    path = self.save() if self.saved_at != it else checkpoint_name(it)
+                    name = signal.Signals(stop["signal"]).name
+                    self.log.write("stopped", iteration=it, signal=name)
+                    raise KeyboardInterrupt(f"stopped by {name} at iteration {it}; checkpoint {path} saved; "
+                                            f"continue with --resume last")
+        except DataError as err:
+            raise TrainingError(f"{err} (--skip_bad_samples 1 skips such samples)") from None
+        finally:
+            bar.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        summary = {"iteration": self.trainer.iteration, "max_iter": self.max_iter, "best_mIoU": self.best_miou,
+                   "final": self.last_scores}
+        if self.is_main:
+            self.log.write("end", **summary)
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            plot_curves(self.output_dir / "log.jsonl", self.output_dir / "curves.png")
+        return summary
+
+
 def run_training(config) -> dict:
     """Train as ``config`` says; returns a summary (iteration, best and final metrics).
 
-    Raises :class:`TrainingError` for problems the user must fix, ``KeyboardInterrupt`` after
-    SIGINT/SIGTERM (with a checkpoint saved first).
+    Raises :class:`TrainingError` for problems the user must fix (bad data, a checkpoint that does
+    not fit, a full disk, diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a
+    checkpoint saved first).
     """
-    from .data import DataError
-    from .data.loader import SeededTransformDataset, TrainBatchSampler, iterations_per_epoch
-    from .inference import evaluate_dataset
-
-    ctxs = parse_devices(config.gpus)
-    kvstore = mx.kv.create(config.kvstore) if config.kvstore.startswith("dist") else config.kvstore
-    rank, num_workers = (kvstore.rank, kvstore.num_workers) if not isinstance(kvstore, str) else (0, 1)
-    is_main = rank == 0
-    output_dir = Path(config.output_dir)
-    checkpoint_dir = output_dir / "checkpoints"
-
-    resume_path = _resolve_checkpoint(config.resume, checkpoint_dir)
-    if resume_path is None and list_checkpoints(checkpoint_dir):
-        raise TrainingError(f"{checkpoint_dir} already holds checkpoints: pass --resume last to continue that run, "
-                            f"or choose another --output_dir")
-    try:
-        train_set, val_set, transform = _build_datasets(config)
-    except DataError as err:
-        raise TrainingError(str(err)) from None
-    num_classes = config.num_classes or train_set.num_classes
-    ipe = iterations_per_epoch(len(train_set), config.batch_size, num_workers)
-    if ipe == 0:
-        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of {config.batch_size}"
-                            f"{f' per worker over {num_workers} workers' if num_workers > 1 else ''}")
-    max_iter = config.max_iter or config.train_epochs * ipe
-
-    mx.random.seed(config.seed)
-    np.random.seed(config.seed)
-    model = describe_model(config, num_classes)
-    init_path = _resolve_checkpoint(config.init_from, checkpoint_dir) if config.init_from else None
-    net = build_model(model, ctxs, freeze_bn=config.freeze_batch_norm, syncbn=config.syncbn,
-                      pretrained_base=None if (resume_path or init_path) else config.pre_trained_model)
-    net.hybridize(static_alloc=True)
-    trainer = SegmentationTrainer(net, ctxs, config.initial_learning_rate, config.momentum, config.weight_decay,
-                                  config.ignore_label, config.aux_weight if config.aux else 0.0,
-                                  config.head_lr_mult, kvstore, config.seed, config.max_bad_steps)
-    schedule = make_lr_schedule(config.lr_policy, config.initial_learning_rate, max_iter, config.lr_power,
-                                config.lr_steps)
-    best_miou, history_note = -1.0, "fresh"
-    try:
-        if resume_path is not None:
-            meta = load_checkpoint(resume_path, net, trainer.trainer, ctxs, model=model)
-            trainer.iteration = int(meta["iteration"])
-            best_miou = float(meta.get("best_miou", -1.0))
-            history_note = f"resumed from {resume_path} at iteration {trainer.iteration}"
-        elif init_path is not None:
-            load_checkpoint(init_path, net, None, ctxs, model=model, backbone_only=config.load_backbone_only)
-            history_note = f"weights from {init_path}"
-    except CheckpointError as err:
-        raise TrainingError(str(err)) from None
-
-    log = RunLog(output_dir / "log.jsonl", enabled=is_main)
-    if is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-        log.write("start", iteration=trainer.iteration, max_iter=max_iter, iterations_per_epoch=ipe,
-                  devices=[str(c) for c in ctxs], worker=rank, workers=num_workers, note=history_note,
-                  model=model)
-    classes = list(getattr(train_set, "classes", [])) or [str(i) for i in range(num_classes)]
-
-    def meta_now(metrics=None):
-        return {"iteration": trainer.iteration, "epoch": trainer.iteration // ipe,
-                "end_of_epoch": trainer.iteration % ipe == 0, "best_miou": best_miou, "model": model,
-                "classes": classes, "ignore_label": config.ignore_label, "seed": config.seed,
-                "config": config.to_dict(), "metrics": metrics}
-
-    def save(metrics=None) -> Optional[Path]:
-        trainer.average_running_stats()
-        if not is_main:
-            return None
-        path = save_checkpoint(checkpoint_dir / checkpoint_name(trainer.iteration), net, trainer.trainer,
-                               meta_now(metrics))
-        prune_checkpoints(checkpoint_dir, config.keep_checkpoints)
-        return path
-
-    def validate():
-        nonlocal best_miou
-        confusion = evaluate_dataset(net, val_set, ctxs, num_classes, config.ignore_label,
-                                     progress=config.progress, desc=f"val @{trainer.iteration}")
-        metrics = confusion.summary(classes)
-        scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
-        log.write("val", iteration=trainer.iteration, epoch=trainer.iteration // ipe, **metrics)
-        if scores["mIoU"] > best_miou:
-            best_miou = scores["mIoU"]
-            if is_main:
-                save_checkpoint(output_dir / "best.ckpt", net, None, meta_now(scores))
-        return scores
-
-    stop = {"signal": None}
-
-    def request_stop(signum, _frame):
-        stop["signal"] = signum
-
-    previous_handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    seeded = SeededTransformDataset(train_set, transform, config.seed)
-    sampler = TrainBatchSampler(len(train_set), config.batch_size, config.seed, trainer.iteration, max_iter,
-                                shard=rank, num_shards=num_workers)
-    loader = gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
-    bar = tqdm(total=max_iter, initial=trainer.iteration, desc="train", disable=not (config.progress and is_main),
-               dynamic_ncols=True)
-    last_scores, window_start, window_images, smoothed = None, time.time(), 0, None
-    try:
-        for images, labels in loader:
-            lr = schedule(trainer.iteration)
-            loss = trainer.train_step(images, labels, lr)
-            it = trainer.iteration
-            window_images += images.shape[0]
-            if not math.isfinite(loss):
-                log.write("nonfinite", iteration=it, loss=str(loss), consecutive=trainer.bad_steps)
-            else:
-                smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
-            bar.update(1)
-            if it % config.log_every == 0 or it == max_iter:
-                speed = window_images / max(time.time() - window_start, 1e-9)
-                log.write("train", iteration=it, epoch=it / ipe, loss=loss, lr=lr, images_per_sec=speed)
-                bar.set_postfix(loss=f"{smoothed if smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
-                                img_s=f"{speed:.1f}")
-                window_start, window_images = time.time(), 0
-            end_of_epoch = it % ipe == 0
-            # only worker 0 validates; the others wait for it at the next gradient reduction
-            if is_main and val_set is not None and (
-                    (end_of_epoch and config.val_every and (it // ipe) % config.val_every == 0) or it == max_iter):
-                last_scores = validate()
-                bar.write(f"iteration {it}: pixAcc {last_scores['pixAcc']:.4f} mIoU {last_scores['mIoU']:.4f}")
-            if it == max_iter or (config.checkpoint_every and it % config.checkpoint_every == 0) or \
-                    (not config.checkpoint_every and end_of_epoch):
-                save(last_scores)
-            if stop["signal"] is not None:
-                path = save(last_scores)
-                name = signal.Signals(stop["signal"]).name
-                log.write("stopped", iteration=it, signal=name)
-                raise KeyboardInterrupt(f"stopped by {name} at iteration {it}; checkpoint {path} saved; "
-                                        f"continue with --resume last")
-    finally:
-        bar.close()
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
-    summary = {"iteration": trainer.iteration, "max_iter": max_iter, "best_mIoU": best_miou, "final": last_scores}
-    if is_main:
-        log.write("end", **summary)
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        plot_curves(output_dir / "log.jsonl", output_dir / "curves.png")
-    return summary
-
+    return TrainingRun(config).run()

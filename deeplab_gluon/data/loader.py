@@ -7,28 +7,62 @@ uninterrupted one would, and each distributed worker reads its own shard.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, List
+import fcntl
+import sys
+from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 from mxnet.gluon.data import Dataset, Sampler
+
+from .errors import DataError
 
 
 class SeededTransformDataset(Dataset):
     """``dataset`` with a random ``transform(image, label, rng)`` seeded per (epoch, sample).
 
     Keys are ``epoch * len(dataset) + index``, as :class:`TrainBatchSampler` yields them.
+
+    With ``bad_sample_log`` set, a sample that raises :class:`DataError` (an unreadable image, a
+    label that does not fit) is replaced by the next readable one and its message is appended to
+    that file once, however many loader processes and epochs meet it; without it the error
+    propagates.
     """
 
-    def __init__(self, dataset, transform: Callable, seed: int):
+    def __init__(self, dataset, transform: Callable, seed: int, bad_sample_log: Optional[str] = None):
         self.dataset, self.transform, self.seed = dataset, transform, seed
+        self.bad_sample_log = bad_sample_log
+        self._known_bad: set = set()  # per process: indices already found bad
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitem__(self, key):
         epoch, index = divmod(int(key), len(self.dataset))
-        image, label = self.dataset[index]
-        return self.transform(image, label, np.random.default_rng([self.seed, epoch, index]))
+        for attempt in range(len(self.dataset)):
+            candidate = (index + attempt) % len(self.dataset)
+            if candidate in self._known_bad:
+                continue
+            try:
+                image, label = self.dataset[candidate]
+                return self.transform(image, label, np.random.default_rng([self.seed, epoch, candidate]))
+            except DataError as err:
+                if self.bad_sample_log is None:
+                    raise
+                self._known_bad.add(candidate)
+                _log_once(self.bad_sample_log, str(err))
+        raise DataError(f"no readable sample left in the dataset (see {self.bad_sample_log})")
+
+
+def _log_once(path: str, message: str) -> None:
+    """Append ``message`` to ``path`` unless a line already holds it; prints it when it is new."""
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # loader processes may meet the same file at once
+        handle.seek(0)
+        if message in (line.rstrip("\n") for line in handle):
+            return
+        handle.write(message + "\n")
+        handle.flush()
+    print(f"skipping a bad sample: {message}", file=sys.stderr, flush=True)
 
 
 class TrainBatchSampler(Sampler):

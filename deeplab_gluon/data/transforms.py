@@ -12,6 +12,8 @@ from typing import Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from .errors import DataError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, 0-1 scale
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BLUR_SIGMA_RANGE = (0.1, 2.0)  # pixels, Gaussian blur when enabled
@@ -41,8 +43,18 @@ def normalize_image(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
 
 
 def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
-    if image.ndim != 3 or image.shape[2] != 3 or label.shape != image.shape[:2]:
-        raise ValueError(f"expected image (H, W, 3) and label (H, W), got {image.shape} and {label.shape}")
+    """Refuse what the transforms would silently corrupt: other shapes, non-uint8 images, and label
+    values that a cast to uint8 would wrap round into other classes."""
+    image, label = np.asarray(image), np.asarray(label)
+    if image.ndim != 3 or image.shape[2] != 3 or label.shape != image.shape[:2] or 0 in label.shape:
+        raise DataError(f"expected image (H, W, 3) and label (H, W), got {image.shape} and {label.shape}")
+    if image.dtype != np.uint8:
+        raise DataError(f"expected a uint8 image, got {image.dtype}")
+    if label.dtype != np.uint8:
+        if label.dtype.kind not in "iu":
+            raise DataError(f"expected integer class indices in the label, got {label.dtype}")
+        if label.min() < 0 or label.max() > 255:
+            raise DataError(f"label values {label.min()}..{label.max()} do not fit 0..255")
 
 
 class EvalTransform:
