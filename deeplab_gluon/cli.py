@@ -31,6 +31,13 @@ def fail(prog: str, message) -> int:
     return 2
 
 
+def fail_all(prog: str, problems) -> int:
+    """Print every problem found before the work, one line each; returns the exit code 2."""
+    for problem in problems:
+        fail(prog, problem)
+    return 2
+
+
 def parse_bool(text: str) -> bool:
     """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (the style of train.py's flags)."""
     value = str(text).strip().lower()

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem, parse_scales_flag
+from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, output_problem, parse_scales_flag
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES
 from .data.palette import VOC_CLASSES, read_label
@@ -369,9 +369,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = parse_args(argv)
         problems = validate_config(config)
         if problems:
-            for problem in problems:
-                fail(PROG, problem)
-            return 2
+            return fail_all(PROG, problems)
         return run_checkpoint_mode(config) if config.checkpoint_mode else run_folder_mode(config)
     except (UsageError, DataError, CheckpointError, OSError) as err:
         return fail(PROG, err)

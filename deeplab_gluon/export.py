@@ -28,7 +28,7 @@ import mxnet as mx
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem
+from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, output_problem
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "export"
@@ -255,9 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = parse_args(argv)
         problems = validate_config(config)
         if problems:
-            for problem in problems:
-                fail(PROG, problem)
-            return 2
+            return fail_all(PROG, problems)
         try:
             read_meta(find_checkpoint(config.checkpoint))
         except CheckpointError as err:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .cli import JobArgumentParser, UsageError, fail, parse_bool
+from .cli import JobArgumentParser, UsageError, fail, fail_all, parse_bool
 from .data import DATASETS
 
 PROG = "train.py"
@@ -237,9 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(PROG, err)
     problems = validate_config(config)
     if problems:
-        for problem in problems:
-            fail(PROG, problem)
-        return 2
+        return fail_all(PROG, problems)
     if config.deterministic:
         os.environ.setdefault("MXNET_ENFORCE_DETERMINISM", "1")
         os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")

@@ -5,7 +5,6 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
 import pytest
 

@@ -1,5 +1,4 @@
 """``python -m deeplab_gluon.predict``: palette PNGs, overlays, probabilities, input lists, one-line errors."""
-from pathlib import Path
 
 import cv2
 import numpy as np
