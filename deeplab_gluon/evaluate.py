@@ -32,16 +32,16 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError
 from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, output_problem, parse_scales_flag
+from .data import DATASETS
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES
 from .data.palette import VOC_CLASSES, read_label
 from .data.toy import TOY_CLASSES
 from .metrics import ConfusionMatrix
+from .models.resnet_v2 import OUTPUT_STRIDES
 
 PROG = "evaluate"
 NAMED_CLASS_LISTS = {"voc": VOC_CLASSES, "toy": TOY_CLASSES}
-DATASETS = ("voc", "folder", "toy")
-OUTPUT_STRIDES = (8, 16, 32)
 FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
 CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
 

@@ -29,11 +29,11 @@ import numpy as np
 
 from .checkpoint import CheckpointError
 from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, output_problem
+from .models.resnet_v2 import OUTPUT_STRIDES
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "export"
 FORMATS = ("symbol", "onnx")
-OUTPUT_STRIDES = (8, 16, 32)
 INPUT_NAME = "data"
 OUTPUT_NAME = "logits"
 ONNX_HINT = 'pip install "deeplab_gluon[export]" (onnx==1.15.0, onnxruntime==1.18.1)'

@@ -25,11 +25,11 @@ import numpy as np
 
 from .checkpoint import CheckpointError
 from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem, parse_scales_flag
+from .models.resnet_v2 import OUTPUT_STRIDES
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
 PROG = "predict"
-OUTPUT_STRIDES = (8, 16, 32)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .cli import JobArgumentParser, UsageError, fail, fail_all, parse_bool
 from .data import DATASETS
+from .models.resnet_v2 import OUTPUT_STRIDES
 
 PROG = "train.py"
 LR_POLICIES = ("poly", "step")
@@ -33,6 +34,7 @@ class TrainConfig:
     num_classes: int = 0                   # 0: the dataset's own (21 for VOC, 5 for toy)
     ignore_label: int = 255
     crop_size: int = 513
+    scale_range: Tuple[float, ...] = (0.5, 2.0)   # random rescaling of training images
     num_workers: int = 2
     skip_bad_samples: bool = True
     # model
@@ -104,6 +106,7 @@ HELP = {
     "num_classes": "number of classes; 0 takes the dataset's own",
     "ignore_label": "label value that marks pixels to ignore",
     "crop_size": "training crop side in pixels",
+    "scale_range": "random rescaling of training images before the crop: min,max",
     "num_workers": "data loading processes",
     "skip_bad_samples": "log an unreadable sample once and go on instead of stopping (0/1)",
     "base_architecture": "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted)",
@@ -148,14 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = JobArgumentParser(prog="train.py", description="Train DeepLabV3 (ASPP or Vortex Pooling).",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     choices = {"dataset": DATASETS, "lr_policy": LR_POLICIES, "kvstore": KVSTORES, "aspp_or_vortex": (1, 2),
-               "output_stride": (8, 16, 32), "vortex_module": ("A", "B")}
+               "output_stride": OUTPUT_STRIDES, "vortex_module": ("A", "B")}
     for spec in dataclasses.fields(TrainConfig):
         default = spec.default
         if isinstance(default, bool):
             kind = parse_bool
         elif spec.name == "multi_grid":
             kind = _ints
-        elif spec.name == "lr_steps":
+        elif spec.name in ("lr_steps", "scale_range"):
             kind = _floats
         else:
             kind = type(default)
@@ -203,6 +206,8 @@ def validate_config(config: TrainConfig) -> List[str]:
     check(config.weight_decay >= 0, f"--weight_decay cannot be negative, got {config.weight_decay}")
     check(config.lr_power > 0, f"--lr_power must be positive, got {config.lr_power}")
     check(all(0 < step < 1 for step in config.lr_steps), f"--lr_steps must be fractions in (0, 1), got {config.lr_steps}")
+    check(len(config.scale_range) == 2 and 0 < config.scale_range[0] <= config.scale_range[1],
+          f"--scale_range must be min,max with 0 < min <= max, got {config.scale_range}")
     check(config.head_lr_mult > 0, f"--head_lr_mult must be positive, got {config.head_lr_mult}")
     check(config.aux_weight >= 0, f"--aux_weight cannot be negative, got {config.aux_weight}")
     check(config.num_workers >= 0, f"--num_workers cannot be negative, got {config.num_workers}")

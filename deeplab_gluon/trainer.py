@@ -191,7 +191,8 @@ def _build_datasets(config):
     train_set = get_dataset(config.dataset, config.data_dir, config.train_split, **extra)
     val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
         if config.val_split else None
-    transform = TrainTransform(crop_size=config.crop_size, ignore_label=config.ignore_label)
+    transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
+                               ignore_label=config.ignore_label)
     return train_set, val_set, transform
 
 
