@@ -1,4 +1,6 @@
 """Context heads: the box averages behind Vortex Pooling, and the heads' shapes and rates."""
+import json
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -24,6 +26,36 @@ def test_box_average_is_the_windowed_mean(size):
     x = np.random.RandomState(size).uniform(-1, 1, (2, 3, 13, 30)).astype(np.float32)
     got = BoxAverage(size)(mx.nd.array(x)).asnumpy()
     np.testing.assert_allclose(got, _box_mean_reference(x, size), rtol=1e-5, atol=1e-6)
+
+
+def _box_mean_matrix(n, size):
+    """(n, n) matrix of the 1-D windowed mean that leaves out positions outside the map."""
+    near = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :]) <= size // 2
+    return near / near.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_box_average_gradient_is_the_transposed_mean(hybridize):
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (1, 2, 13, 30)).astype(np.float32))
+    seed = np.random.RandomState(2).uniform(-1, 1, (1, 2, 13, 30)).astype(np.float32)
+    box = BoxAverage(9)
+    if hybridize:
+        box.hybridize(static_alloc=True)
+    x.attach_grad()
+    with mx.autograd.record():
+        out = box(x)
+    out.backward(mx.nd.array(seed))
+    rows, cols = _box_mean_matrix(13, 9), _box_mean_matrix(30, 9)
+    expected = np.einsum("ih,nchw,wj->ncij", rows.T, seed, cols)  # y = R x C^T, so dx = R^T dy C
+    np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_box_average_pools_only_along_the_height():
+    """MKL-DNN's fast pooling kernel cannot pad more than 12-24 columns (BoxAverage explains);
+    keep every window vertical so that no size falls back to the slow kernel."""
+    symbol = BoxAverage(55)(mx.sym.var("x"))
+    kernels = [node["attrs"]["kernel"] for node in json.loads(symbol.tojson())["nodes"] if node["op"] == "Pooling"]
+    assert kernels == ["(55, 1)", "(55, 1)"]
 
 
 def test_box_average_refuses_even_sizes():

@@ -103,6 +103,13 @@ class BoxAverage(HybridBlock):
     A box filter is separable, so the two passes give exactly the r x r mean at r + r adds
     per value instead of r * r. Padding is excluded from the mean, so border values are the
     mean of the pixels that exist rather than being pulled towards zero.
+
+    Both passes pool along the height: the horizontal one runs on the transposed map. MKL-DNN's
+    JIT pooling kernel refuses a left padding wider than its unroll width (24 columns forward,
+    12 backward on AVX-512; half that on AVX2) and falls back to a reference kernel that is
+    10-100x slower, which a (1 x 55) window (Vortex at output stride 8) or the backward pass
+    of (1 x 27) (output stride 16) hits; top padding has no such limit. Two transposes cost
+    far less than that fallback (see docs/performance.md).
     """
 
     def __init__(self, size: int, **kwargs):
@@ -111,10 +118,14 @@ class BoxAverage(HybridBlock):
             raise ValueError(f"pooling size must be odd to keep the window centred, got {size}")
         self.size = size
 
-    def hybrid_forward(self, F, x):
+    def _average_down(self, F, x):
         r, p = self.size, self.size // 2
-        x = F.Pooling(x, kernel=(r, 1), stride=(1, 1), pad=(p, 0), pool_type="avg", count_include_pad=False)
-        return F.Pooling(x, kernel=(1, r), stride=(1, 1), pad=(0, p), pool_type="avg", count_include_pad=False)
+        return F.Pooling(x, kernel=(r, 1), stride=(1, 1), pad=(p, 0), pool_type="avg", count_include_pad=False)
+
+    def hybrid_forward(self, F, x):
+        x = self._average_down(F, x)
+        across = self._average_down(F, F.transpose(x, axes=(0, 1, 3, 2)))
+        return F.transpose(across, axes=(0, 1, 3, 2))
 
 
 class DilatedBoxAverage(HybridBlock):
