@@ -97,6 +97,12 @@ class ASPPHead(HybridBlock):
         return self.fusion(F.concat(*[branch(x) for branch in self.branches], dim=1))
 
 
+# oneDNN's JIT average-pooling kernel (MXNet's MKL-DNN backend) pads at most its unroll width on the
+# left: 24 columns forward / 12 backward with AVX-512, 12 / 6 with AVX2 (jit_uni_pool_kernel::init_conf).
+# Wider padding falls back to a reference kernel, 10-200x slower. Top padding has no such limit.
+JIT_SAFE_LEFT_PADDING = 6
+
+
 class BoxAverage(HybridBlock):
     """r x r average pooling, stride 1, same size out, computed as (r x 1) then (1 x r).
 
@@ -104,12 +110,11 @@ class BoxAverage(HybridBlock):
     per value instead of r * r. Padding is excluded from the mean, so border values are the
     mean of the pixels that exist rather than being pulled towards zero.
 
-    Both passes pool along the height: the horizontal one runs on the transposed map. MKL-DNN's
-    JIT pooling kernel refuses a left padding wider than its unroll width (24 columns forward,
-    12 backward on AVX-512; half that on AVX2) and falls back to a reference kernel that is
-    10-100x slower, which a (1 x 55) window (Vortex at output stride 8) or the backward pass
-    of (1 x 27) (output stride 16) hits; top padding has no such limit. Two transposes cost
-    far less than that fallback (see docs/performance.md).
+    A horizontal window that pads more than ``JIT_SAFE_LEFT_PADDING`` columns would hit MKL-DNN's
+    slow fallback kernel (a 1 x 55 window, Vortex at output stride 8, took ~20 s instead of
+    ~0.02 s; the backward of 1 x 27, every output stride 16 training step, fell back too), so
+    for those the horizontal pass pools along the height of the transposed map instead. Smaller
+    windows pool directly: the two transposes would cost more than they save.
     """
 
     def __init__(self, size: int, **kwargs):
@@ -118,13 +123,16 @@ class BoxAverage(HybridBlock):
             raise ValueError(f"pooling size must be odd to keep the window centred, got {size}")
         self.size = size
 
-    def _average_down(self, F, x):
+    def _average(self, F, x, vertical: bool):
         r, p = self.size, self.size // 2
-        return F.Pooling(x, kernel=(r, 1), stride=(1, 1), pad=(p, 0), pool_type="avg", count_include_pad=False)
+        kernel, pad = ((r, 1), (p, 0)) if vertical else ((1, r), (0, p))
+        return F.Pooling(x, kernel=kernel, stride=(1, 1), pad=pad, pool_type="avg", count_include_pad=False)
 
     def hybrid_forward(self, F, x):
-        x = self._average_down(F, x)
-        across = self._average_down(F, F.transpose(x, axes=(0, 1, 3, 2)))
+        x = self._average(F, x, vertical=True)
+        if self.size // 2 <= JIT_SAFE_LEFT_PADDING:
+            return self._average(F, x, vertical=False)
+        across = self._average(F, F.transpose(x, axes=(0, 1, 3, 2)), vertical=True)
         return F.transpose(across, axes=(0, 1, 3, 2))
 
 
