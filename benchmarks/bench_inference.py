@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -32,6 +34,8 @@ import common  # noqa: E402  (path set above)
 import model_builders  # noqa: E402
 
 import mxnet as mx  # noqa: E402
+
+RESULT_MARKER = "RESULT_JSON "
 
 
 def parse_args(argv=None):
@@ -52,6 +56,7 @@ def parse_args(argv=None):
                         help="wait until the 1-minute load average is below this before measuring")
     parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait for a quiet machine")
     parser.add_argument("--output", default="inference", help="results name: benchmarks/results/<name>.json")
+    parser.add_argument("--profile-worker", help=argparse.SUPPRESS)  # internal: profile one model, print JSON
     args = parser.parse_args(argv)
     if args.quick:
         args.depths, args.output_strides, args.warmup, args.repeats = [50], [8], 1, 3
@@ -73,9 +78,11 @@ def make_runner(block, *inputs):
 def profile_operators(run, runs: int) -> dict:
     """Milliseconds per forward spent in each operator type, from ``mx.profiler``'s aggregate stats.
 
-    The wheel's ``mx.runtime.Features()`` lists PROFILER as disabled, but that flag is the VTune/ITT
-    option; the built-in profiler works and records every operator the engine runs (operator types,
-    not node names, which is why the backbone/head split is timed separately).
+    The wheel's ``mx.runtime.Features()`` lists PROFILER as disabled, but the built-in profiler
+    works all the same and records every operator the engine runs (operator types, not node names,
+    which is why the backbone/head split is timed separately). A hybridized graph runs its operators
+    in bulk segments that the profiler sees as one entry, so this is called in a subprocess started
+    with ``MXNET_EXEC_BULK_EXEC_INFERENCE=0`` (see :func:`profile_in_subprocess`).
     """
     run()
     mx.profiler.set_config(profile_symbolic=True, profile_imperative=True, profile_memory=False,
@@ -93,6 +100,31 @@ def profile_operators(run, runs: int) -> dict:
     return dict(sorted(per_run.items(), key=lambda kv: -kv[1]))
 
 
+def profile_in_subprocess(candidate, runs: int) -> dict:
+    """Operator profile of one candidate, in a fresh process with bulk execution off."""
+    spec = {"kind": candidate.kind, "depth": candidate.depth, "head": candidate.head,
+            "output_stride": candidate.output_stride, "size": candidate.size, "runs": runs}
+    env = dict(os.environ, MXNET_EXEC_BULK_EXEC_INFERENCE="0")
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile-worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    raise RuntimeError(f"profile of {candidate.name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+
+
+def profile_worker(spec: dict) -> dict:
+    ctx = mx.cpu()
+    size = spec["size"]
+    if spec["kind"] == "ours":
+        net = model_builders.build_ours(spec["depth"], spec["head"], spec["output_stride"], ctx=ctx)
+    else:
+        net = model_builders.build_gluoncv(spec["depth"], (size, size), ctx=ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, size, size), ctx=ctx)
+    return profile_operators(make_runner(net, x), spec["runs"])
+
+
 class Candidate:
     """One network under test, with its input, MAC count and (optionally) its backbone/head parts."""
 
@@ -102,7 +134,7 @@ class Candidate:
         self.x = mx.nd.random.uniform(-1, 1, shape=(1, 3, size, size), ctx=ctx)
         self.macs = common.count_macs(net, (1, 3, size, size))["total"]
         self.backbone_macs = common.count_macs(model_builders.BackbonePart(net, kind), (1, 3, size, size))["total"]
-        self.parts = None
+        self.parts = self.features = None
 
     def make_parts(self):
         """Backbone and head as two blocks; must be made before hybridizing (they re-hybridize the net)."""
@@ -121,6 +153,10 @@ class Candidate:
             self.features = backbone(self.x)
             self.features.wait_to_read()
 
+    def release(self):
+        """Drop the network and its buffers; keep the name and counts for the tables."""
+        self.net = self.parts = self.x = self.features = None
+
     def runners(self):
         out = {"full": make_runner(self.net, self.x)}
         if self.parts:
@@ -130,35 +166,34 @@ class Candidate:
         return out
 
 
-def build_candidates(args, ctx):
-    candidates = []
-    size = args.size
+def groups_of(args):
+    """(depth, output stride, [(kind, head), ...]): the models timed together in one group."""
     for depth in args.depths:
         for output_stride in args.output_strides:
-            for head in args.heads:
-                net = model_builders.build_ours(depth, head, output_stride, ctx=ctx)
-                candidates.append(Candidate(f"ours R{depth}-v2 {head} OS{output_stride}", "ours", depth, head,
-                                            output_stride, net, size, ctx))
+            members = [("ours", head) for head in args.heads]
             if not args.no_gluoncv and output_stride in model_builders.GLUONCV_OUTPUT_STRIDES:
-                net = model_builders.build_gluoncv(depth, (size, size), ctx=ctx)
-                candidates.append(Candidate(f"gluoncv R{depth}-v1s aspp OS{output_stride}", "gluoncv", depth,
-                                            "aspp", output_stride, net, size, ctx))
-    return candidates
+                members.append(("gluoncv", "aspp"))
+            yield depth, output_stride, members
 
 
-def measure(candidates, args, label):
-    """Time every candidate (full network, and backbone/head when split); group by depth and stride."""
-    results = {}
-    groups = {}
-    for c in candidates:
-        groups.setdefault((c.depth, c.output_stride), []).append(c)
-    for (depth, output_stride), members in groups.items():
-        print(f"[{label}] timing R{depth} OS{output_stride}: {', '.join(c.name for c in members)}", flush=True)
-        runs = {f"{c.name}|{part}": fn for c in members for part, fn in c.runners().items()}
-        timings = common.time_interleaved(runs, args.warmup, args.repeats)
-        for c in members:
-            results[c.name] = {part: timings[f"{c.name}|{part}"] for part in c.runners()}
-    return results
+def build_candidate(kind, depth, head, output_stride, size, ctx):
+    if kind == "ours":
+        net = model_builders.build_ours(depth, head, output_stride, ctx=ctx)
+        name = f"ours R{depth}-v2 {head} OS{output_stride}"
+    else:
+        net = model_builders.build_gluoncv(depth, (size, size), ctx=ctx)
+        name = f"gluoncv R{depth}-v1s aspp OS{output_stride}"
+    return Candidate(name, kind, depth, head, output_stride, net, size, ctx)
+
+
+def measure(members, args, label):
+    """Time the full network (and backbone/head when split) of each member in interleaved rounds."""
+    print(f"[{label}] timing {', '.join(c.name for c in members)}", flush=True)
+    runs = {f"{c.name}|{part}": fn for c in members for part, fn in c.runners().items()}
+    timings = common.time_interleaved(runs, args.warmup, args.repeats)
+    load = common.load_average()
+    return {c.name: {**{part: timings[f"{c.name}|{part}"] for part in c.runners()}, "load_average_after": load}
+            for c in members}
 
 
 def rows_for(candidates, timings, profile=None):
@@ -166,10 +201,12 @@ def rows_for(candidates, timings, profile=None):
     for c in candidates:
         t = timings[c.name]
         full = t["full"]["median_s"]
+        load = t.pop("load_average_after", None)
         row = {"model": c.name, "kind": c.kind, "depth": c.depth, "head": c.head, "output_stride": c.output_stride,
                "size": c.size, "batch": 1, "gmacs": c.macs / 1e9, "backbone_gmacs": c.backbone_macs / 1e9,
                "ms_per_image": 1000 * full, "ms_per_image_min": 1000 * t["full"]["min_s"],
-               "images_per_s": 1 / full, "gflops_per_s": 2 * c.macs / full / 1e9, "timing": t}
+               "images_per_s": 1 / full, "gflops_per_s": 2 * c.macs / full / 1e9, "timing": t,
+               "load_average_after": load}
         if "backbone" in t:
             backbone, head = t["backbone"]["median_s"], t["head"]["median_s"]
             row.update(backbone_ms=1000 * backbone, head_ms=1000 * head,
@@ -208,10 +245,11 @@ def print_rows(title, rows):
                                   ["model", "backbone GMACs", "backbone ms", "GFLOP/s", "head ms", "GFLOP/s",
                                    "head share", "vortex head vs aspp"]))
     if any("operator_ms" in r for r in rows):
-        print("\nmx.profiler, ms per forward by operator type (top 6)")
+        print("\nmx.profiler, ms per forward by operator type (top 7; bulk execution off, profiler on: "
+              "slower than the timings above)")
         for r in rows:
-            top = list(r["operator_ms"].items())[:6]
-            print(f"  {r['model']:<32} " + ", ".join(f"{k} {v:.1f}" for k, v in top))
+            top = list(r["operator_ms"].items())[:7]
+            print(f"  {r['model']:<30} " + ", ".join(f"{k} {v:.0f}" for k, v in top))
 
 
 def fuse(candidates):
@@ -224,29 +262,41 @@ def fuse(candidates):
 def main(argv=None):
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
+    if args.profile_worker:
+        print(RESULT_MARKER + json.dumps(profile_worker(json.loads(args.profile_worker))), flush=True)
+        return
     ctx = mx.cpu()
     machine = common.machine_description([ctx])
     print(f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
           f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
     mx.random.seed(0)
-    candidates = build_candidates(args, ctx)
-    for c in candidates:
-        if not args.no_breakdown:
-            c.make_parts()
-        c.hybridize()
-    quiet = common.wait_for_quiet_machine(args.max_load, args.max_wait)
-    print(f"load average before timing: {quiet['load_average']}", flush=True)
-    timings = measure(candidates, args, "hybridized")
+    # One group (same depth and stride) at a time: its models are timed against each other in
+    # interleaved rounds, then freed, so at most one group's networks and buffers are in memory.
+    candidates, timings, fused_timings, quiet_checks = [], {}, {}, []
+    for depth, output_stride, members in groups_of(args):
+        group = [build_candidate(kind, depth, head, output_stride, args.size, ctx) for kind, head in members]
+        for c in group:
+            if not args.no_breakdown:
+                c.make_parts()
+            c.hybridize()
+        quiet = common.wait_for_quiet_machine(args.max_load, args.max_wait)
+        quiet_checks.append({"group": f"R{depth} OS{output_stride}", **quiet})
+        print(f"load average before timing: {quiet['load_average']}", flush=True)
+        timings.update(measure(group, args, "hybridized"))
+        if not args.no_fuse:
+            fuse(group)
+            fused_timings.update(measure(group, args, "MKL-DNN fused"))
+        for c in group:
+            c.release()
+        candidates += group
     profile = None
     if not args.no_profile:
-        profile = {c.name: profile_operators(make_runner(c.net, c.x), args.profile_runs) for c in candidates}
+        print("profiling operators (one subprocess per model)", flush=True)
+        profile = {c.name: profile_in_subprocess(c, args.profile_runs) for c in candidates}
     rows = rows_for(candidates, timings, profile)
     print_rows(f"inference, {args.size}x{args.size}, batch 1, hybridize(static_alloc, static_shape), {ctx}", rows)
-
     fused_rows = None
-    if not args.no_fuse:
-        fuse(candidates)
-        fused_timings = measure(candidates, args, "MKL-DNN fused")
+    if fused_timings:
         fused_rows = rows_for(candidates, fused_timings)
         print_rows("the same with optimize_for(backend='MKLDNN') on both sides", fused_rows)
 
@@ -258,7 +308,7 @@ def main(argv=None):
                      "macs": "Convolution/FullyConnected layers only, from inferred shapes; GFLOP/s = 2*MACs/time",
                      "gluoncv": "resnet v1s backbone, output stride 8 only (dilated=True is hard-coded), aux=False",
                      "quick": args.quick},
-        "quiet_check": quiet,
+        "quiet_checks": quiet_checks,
         "gpu": common.NO_GPU_NOTE if ctx.device_type != "gpu" else None,
         "results": rows,
         "results_mkldnn_fused": fused_rows,
