@@ -12,19 +12,22 @@ Models of the same depth and output stride are timed in interleaved rounds (one 
 round), so load from other processes hits them alike. The JSON goes to
 ``benchmarks/results/inference.json``.
 
-Defaults (a full run, about 6-8 minutes on 2 cores): ResNet-50 and -101, ASPP and Vortex, OS 16 and 8,
-gluoncv at OS 8, 2 warm-up + 7 timed forwards per model, the backbone/head split and an operator
-profile of 2 forwards per model, plus the same models with MKL-DNN operator fusion
-(``optimize_for(backend="MKLDNN")``) applied to both sides. ``--quick``: ResNet-50 at OS 8 only,
-1 warm-up + 3 timed forwards.
+Defaults (a full run, about 10 minutes on 2 cores): ResNet-50 and -101, ASPP and Vortex, OS 16 and 8,
+gluoncv at OS 8; 1 warm-up + 5 timed forwards per model, each round also timing the backbone and the
+head alone; an operator profile of 1 forward per ResNet-50 model; then the OS 8 models (where gluoncv
+is) with MKL-DNN operator fusion (``optimize_for(backend="MKLDNN")``) applied to both sides, 1 + 3
+forwards.
+``--quick``: ResNet-50 at OS 8 only, 1 + 3 forwards (fused 1 + 2).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -45,21 +48,26 @@ def parse_args(argv=None):
     parser.add_argument("--heads", nargs="+", default=["aspp", "vortex"], choices=["aspp", "vortex"])
     parser.add_argument("--output-strides", type=int, nargs="+", default=[16, 8], choices=[8, 16, 32])
     parser.add_argument("--size", type=int, default=513, help="square input side (default 513)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fused-repeats", type=int, default=3, help="timed forwards of the MKL-DNN-fused variants")
     parser.add_argument("--no-gluoncv", action="store_true", help="only our models")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the backbone/head split")
     parser.add_argument("--no-profile", action="store_true", help="skip the mx.profiler operator breakdown")
     parser.add_argument("--no-fuse", action="store_true", help="skip the MKL-DNN-fused variants")
-    parser.add_argument("--profile-runs", type=int, default=2)
-    parser.add_argument("--max-load", type=float, default=0.7,
-                        help="wait until the 1-minute load average is below this before measuring")
+    parser.add_argument("--fuse-strides", type=int, nargs="+", default=[8],
+                        help="output strides whose groups are also timed MKL-DNN-fused (default: 8, where gluoncv is)")
+    parser.add_argument("--profile-depths", type=int, nargs="+", default=[50],
+                        help="depths whose models get the operator profile (default: 50)")
+    parser.add_argument("--profile-runs", type=int, default=1)
+    parser.add_argument("--max-busy", type=float, default=0.15,
+                        help="wait until other processes use less than this fraction of the cores")
     parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait for a quiet machine")
     parser.add_argument("--output", default="inference", help="results name: benchmarks/results/<name>.json")
     parser.add_argument("--profile-worker", help=argparse.SUPPRESS)  # internal: profile one model, print JSON
     args = parser.parse_args(argv)
     if args.quick:
-        args.depths, args.output_strides, args.warmup, args.repeats = [50], [8], 1, 3
+        args.depths, args.output_strides, args.warmup, args.repeats, args.fused_repeats = [50], [8], 1, 3, 2
     return args
 
 
@@ -85,8 +93,11 @@ def profile_operators(run, runs: int) -> dict:
     with ``MXNET_EXEC_BULK_EXEC_INFERENCE=0`` (see :func:`profile_in_subprocess`).
     """
     run()
+    # The profiler replaces its output file (and must never be pointed at /dev/null, which it
+    # would delete and recreate as a regular file): give it a scratch file.
+    scratch = tempfile.mkdtemp(prefix="bench_profile_")
     mx.profiler.set_config(profile_symbolic=True, profile_imperative=True, profile_memory=False,
-                           profile_api=False, aggregate_stats=True, filename="/dev/null")
+                           profile_api=False, aggregate_stats=True, filename=os.path.join(scratch, "trace.json"))
     mx.profiler.dumps(reset=True)
     mx.profiler.set_state("run")
     for _ in range(runs):
@@ -94,6 +105,7 @@ def profile_operators(run, runs: int) -> dict:
     mx.nd.waitall()
     mx.profiler.set_state("stop")
     stats = json.loads(mx.profiler.dumps(reset=True, format="json"))
+    shutil.rmtree(scratch, ignore_errors=True)
     operators = stats.get("Time", {}).get("operator", {})
     per_run = {name: round(v["Total"] / runs, 3) for name, v in operators.items()
                if name not in ("WaitForVar", "DeleteVariable")}
@@ -186,11 +198,11 @@ def build_candidate(kind, depth, head, output_stride, size, ctx):
     return Candidate(name, kind, depth, head, output_stride, net, size, ctx)
 
 
-def measure(members, args, label):
+def measure(members, warmup, repeats, label):
     """Time the full network (and backbone/head when split) of each member in interleaved rounds."""
     print(f"[{label}] timing {', '.join(c.name for c in members)}", flush=True)
     runs = {f"{c.name}|{part}": fn for c in members for part, fn in c.runners().items()}
-    timings = common.time_interleaved(runs, args.warmup, args.repeats)
+    timings = common.time_interleaved(runs, warmup, repeats)
     load = common.load_average()
     return {c.name: {**{part: timings[f"{c.name}|{part}"] for part in c.runners()}, "load_average_after": load}
             for c in members}
@@ -279,20 +291,21 @@ def main(argv=None):
             if not args.no_breakdown:
                 c.make_parts()
             c.hybridize()
-        quiet = common.wait_for_quiet_machine(args.max_load, args.max_wait)
+        quiet = common.wait_for_quiet_machine(args.max_busy, args.max_wait)
         quiet_checks.append({"group": f"R{depth} OS{output_stride}", **quiet})
-        print(f"load average before timing: {quiet['load_average']}", flush=True)
-        timings.update(measure(group, args, "hybridized"))
-        if not args.no_fuse:
+        print(common.describe_quiet_check(quiet), flush=True)
+        timings.update(measure(group, args.warmup, args.repeats, "hybridized"))
+        if not args.no_fuse and output_stride in args.fuse_strides:
             fuse(group)
-            fused_timings.update(measure(group, args, "MKL-DNN fused"))
+            fused_timings.update(measure(group, args.warmup, args.fused_repeats, "MKL-DNN fused"))
         for c in group:
             c.release()
         candidates += group
     profile = None
     if not args.no_profile:
         print("profiling operators (one subprocess per model)", flush=True)
-        profile = {c.name: profile_in_subprocess(c, args.profile_runs) for c in candidates}
+        profile = {c.name: profile_in_subprocess(c, args.profile_runs) for c in candidates
+                   if c.depth in args.profile_depths}
     rows = rows_for(candidates, timings, profile)
     print_rows(f"inference, {args.size}x{args.size}, batch 1, hybridize(static_alloc, static_shape), {ctx}", rows)
     fused_rows = None
@@ -303,6 +316,7 @@ def main(argv=None):
     payload = {
         "benchmark": "inference",
         "settings": {"size": args.size, "batch": 1, "warmup": args.warmup, "repeats": args.repeats,
+                     "fused_repeats": args.fused_repeats, "profile_runs": args.profile_runs,
                      "hybridize": {"static_alloc": True, "static_shape": True}, "context": str(ctx),
                      "timing": "interleaved rounds within each (depth, output stride) group; median and min",
                      "macs": "Convolution/FullyConnected layers only, from inferred shapes; GFLOP/s = 2*MACs/time",

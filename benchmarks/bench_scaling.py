@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser.add_argument("--stride-size", type=int, default=513, help="input side of the stride sweep")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=0.7)
+    parser.add_argument("--max-busy", type=float, default=0.15,
+                        help="wait until other processes use less than this fraction of the cores")
     parser.add_argument("--max-wait", type=float, default=600)
     parser.add_argument("--output", default="scaling")
     args = parser.parse_args(argv)
@@ -107,8 +108,8 @@ def main(argv=None):
     machine = common.machine_description([mx.cpu()])
     print(f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
           f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
-    quiet = common.wait_for_quiet_machine(args.max_load, args.max_wait)
-    print(f"load average before timing: {quiet['load_average']}", flush=True)
+    quiet = common.wait_for_quiet_machine(args.max_busy, args.max_wait)
+    print(common.describe_quiet_check(quiet), flush=True)
     mx.random.seed(0)
 
     def nets_at(output_stride):

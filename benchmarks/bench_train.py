@@ -65,7 +65,8 @@ def parse_args(argv=None):
     parser.add_argument("--loader-warmup", type=int, default=4)
     parser.add_argument("--no-loader", action="store_true")
     parser.add_argument("--no-train", action="store_true")
-    parser.add_argument("--max-load", type=float, default=0.7)
+    parser.add_argument("--max-busy", type=float, default=0.15,
+                        help="wait until other processes use less than this fraction of the cores")
     parser.add_argument("--max-wait", type=float, default=600)
     parser.add_argument("--output", default="train")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: run one model, print its JSON
@@ -235,8 +236,8 @@ def main(argv=None):
     machine = common.machine_description([mx.cpu()])
     print(f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
           f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
-    quiet = common.wait_for_quiet_machine(args.max_load, args.max_wait)
-    print(f"load average before timing: {quiet['load_average']}", flush=True)
+    quiet = common.wait_for_quiet_machine(args.max_busy, args.max_wait)
+    print(common.describe_quiet_check(quiet), flush=True)
 
     train_rows = []
     if not args.no_train:
@@ -246,7 +247,8 @@ def main(argv=None):
                     "crop": args.crop, "batch": args.batch, "warmup": args.warmup, "repeats": args.repeats,
                     "phase_repeats": args.phase_repeats}
             name = f"{kind} R{args.depth}-{'v2' if kind == 'ours' else 'v1s'} {head} OS{output_stride}"
-            print(f"training step: {name} ...", flush=True)
+            check = common.wait_for_quiet_machine(args.max_busy, args.max_wait)
+            print(f"training step: {name} ({common.describe_quiet_check(check)})", flush=True)
             result = run_model_in_subprocess(spec)
             median = result["timing"]["median_s"]
             row = {"model": name, **spec, "images_per_s": args.batch / median, "s_per_step": median,
@@ -254,7 +256,7 @@ def main(argv=None):
                    "rss_before_build_mib": result["rss_before_build_mib"],
                    "forward_gmacs_per_batch": result["forward_gmacs"],
                    "gflops_per_s_3x_forward": 3 * 2 * result["forward_gmacs"] / median,
-                   "timing": result["timing"], "load_average": common.load_average()}
+                   "timing": result["timing"], "quiet_check": check, "load_average_after": common.load_average()}
             if "phases" in result:
                 phases = {k: v["median_s"] for k, v in result["phases"].items()}
                 row.update(forward_s=phases["forward"], loss_s=phases["forward_loss"] - phases["forward"],

@@ -22,6 +22,7 @@ import mxnet as mx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NO_GPU_NOTE = "not measured: no GPU available"
+STARTED = time.time()  # when the benchmark process imported this module; results record the wall time
 
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/bench_x.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
@@ -94,58 +95,164 @@ def other_busy_processes(threshold_percent: float = 20.0) -> List[str]:
     return busy
 
 
-def wait_for_quiet_machine(max_load: float = 0.7, timeout_s: float = 600.0, poll_s: float = 15.0) -> dict:
-    """Wait until the 1-minute load average is below ``max_load`` (other jobs share the cores).
+def cpu_busy_fraction(interval_s: float = 2.0) -> Optional[float]:
+    """Fraction of all cores busy over ``interval_s`` (from /proc/stat), while this process sleeps.
 
-    Returns what was seen (load average, waited seconds, whether the machine got quiet) so the
-    results file records the conditions; measuring goes ahead after ``timeout_s`` regardless,
+    Unlike the load average, which still remembers this process's own work of the last minutes,
+    this says whether *other* processes are using the cores right now.
+    """
+    def snapshot():
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = snapshot()
+        time.sleep(interval_s)
+        total1, idle1 = snapshot()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1.0 - (idle1 - idle0) / max(total1 - total0, 1), 3)
+
+
+def wait_for_quiet_machine(max_busy: float = 0.15, timeout_s: float = 600.0, poll_s: float = 10.0) -> dict:
+    """Wait until other processes use less than ``max_busy`` of the cores (other jobs share them).
+
+    Returns what was seen (busy fraction, load average, seconds waited, whether it got quiet) so
+    the results file records the conditions; measuring goes ahead after ``timeout_s`` regardless,
     and the record says so.
     """
     start = time.time()
     while True:
-        load = load_average()
-        if load[0] < max_load:
-            return {"quiet": True, "load_average": load, "waited_s": round(time.time() - start, 1)}
+        busy = cpu_busy_fraction()
+        if busy is None or busy < max_busy:
+            return {"quiet": True, "busy_fraction": busy, "load_average": load_average(),
+                    "waited_s": round(time.time() - start, 1)}
         if time.time() - start > timeout_s:
-            print(f"warning: load average still {load} after {timeout_s:.0f} s; measuring anyway, "
-                  f"figures may be low. Busy: {other_busy_processes()}", file=sys.stderr)
-            return {"quiet": False, "load_average": load, "waited_s": round(time.time() - start, 1),
-                    "busy_processes": other_busy_processes()}
+            print(f"warning: other processes still use {busy:.0%} of the cores after {timeout_s:.0f} s; "
+                  f"measuring anyway, figures may be low. Busy: {other_busy_processes()}", file=sys.stderr)
+            return {"quiet": False, "busy_fraction": busy, "load_average": load_average(),
+                    "waited_s": round(time.time() - start, 1), "busy_processes": other_busy_processes()}
         time.sleep(poll_s)
 
 
-def summarize(times_s: Sequence[float]) -> dict:
-    """Median, minimum, maximum and all samples (seconds)."""
-    return {"median_s": statistics.median(times_s), "min_s": min(times_s), "max_s": max(times_s),
-            "samples_s": [round(t, 5) for t in times_s]}
+def describe_quiet_check(check: dict) -> str:
+    busy = check.get("busy_fraction")
+    busy_text = "unknown" if busy is None else f"{busy:.0%}"
+    return f"before timing: other processes used {busy_text} of the cores, load average {check['load_average']}"
+
+
+class OtherCpuMeter:
+    """How much of the cores *other* processes used while a block ran.
+
+    ``(busy time of all cores - this process's CPU time) / (wall time x cores)``, from /proc/stat
+    and ``os.times()``. A timed run during which another job took a real share of the cores is
+    not a measurement of our code, so the timing helpers below redo it.
+    """
+
+    def __init__(self):
+        self.others = None
+
+    @staticmethod
+    def _busy_s():
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_s():
+        t = os.times()
+        return t.user + t.system
+
+    def __enter__(self):
+        try:
+            self._start = (time.perf_counter(), self._busy_s(), self._own_s())
+        except (OSError, ValueError, IndexError):
+            self._start = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._start is None:
+            return False
+        wall0, busy0, own0 = self._start
+        wall = time.perf_counter() - wall0
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        others = (self._busy_s() - busy0) - (self._own_s() - own0)
+        # /proc/stat ticks every 10 ms: runs much shorter than that cannot be judged
+        self.others = max(0.0, others) / (wall * cores) if wall > 0.05 else 0.0
+        return False
+
+
+MAX_OTHERS = 0.10  # a timed run is redone when other processes used more than 10% of the cores
+RETRY_FACTOR = 3  # at most repeats x RETRY_FACTOR attempts; then the runs are kept and flagged
+
+
+def summarize(times_s: Sequence[float], others: Sequence[float] = (), discarded: int = 0) -> dict:
+    """Median, minimum, maximum and all samples (seconds), and how disturbed they were."""
+    out = {"median_s": statistics.median(times_s), "min_s": min(times_s), "max_s": max(times_s),
+           "samples_s": [round(t, 5) for t in times_s]}
+    if others:
+        out["others_busy_max"] = round(max(others), 3)
+        out["discarded_disturbed_runs"] = discarded
+    return out
 
 
 def time_call(fn: Callable[[], object], warmup: int, repeats: int) -> dict:
-    """Time ``fn`` (which must block until its work is done) ``repeats`` times after ``warmup`` calls."""
+    """Time ``fn`` (which must block until its work is done) ``repeats`` times after ``warmup`` calls.
+
+    A run during which other processes used more than ``MAX_OTHERS`` of the cores is discarded and
+    redone after waiting for the machine to calm down (see :class:`OtherCpuMeter`).
+    """
     for _ in range(warmup):
         fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return summarize(samples)
+    samples, others, discarded = [], [], 0
+    for _ in range(repeats * RETRY_FACTOR):
+        meter = OtherCpuMeter()
+        with meter:
+            start = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - start
+        if meter.others is not None and meter.others > MAX_OTHERS and discarded < repeats * (RETRY_FACTOR - 1):
+            discarded += 1
+            wait_for_quiet_machine(timeout_s=120)
+            continue
+        samples.append(elapsed)
+        others.append(meter.others or 0.0)
+        if len(samples) == repeats:
+            break
+    return summarize(samples, others, discarded)
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, repeats: int) -> Dict[str, dict]:
     """Time several functions in rounds (one call of each per round) so that load from other
     processes, thermal state and the like affect every candidate alike rather than whichever
-    happened to run during a busy minute. Every function gets ``warmup`` untimed calls first."""
+    happened to run during a busy minute. Every function gets ``warmup`` untimed calls first.
+    A round in which any run was disturbed by other processes (see :func:`time_call`) is redone."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
+    others: Dict[str, List[float]] = {name: [] for name in fns}
+    discarded = 0
+    for _ in range(repeats * RETRY_FACTOR):
+        round_times, round_others = {}, {}
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: summarize(values) for name, values in samples.items()}
+            meter = OtherCpuMeter()
+            with meter:
+                start = time.perf_counter()
+                fn()
+                round_times[name] = time.perf_counter() - start
+            round_others[name] = meter.others or 0.0
+        if max(round_others.values()) > MAX_OTHERS and discarded < repeats * (RETRY_FACTOR - 1):
+            discarded += 1
+            wait_for_quiet_machine(timeout_s=120)
+            continue
+        for name in fns:
+            samples[name].append(round_times[name])
+            others[name].append(round_others[name])
+        if len(samples[next(iter(fns))]) == repeats:
+            break
+    return {name: summarize(samples[name], others[name], discarded) for name in fns}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,8 +332,10 @@ def write_results(name: str, payload: dict) -> Path:
     payload = dict(payload)
     payload.setdefault("machine", machine_description())
     payload["machine"]["load_average_at_end"] = load_average()
+    payload["wall_s"] = round(time.time() - STARTED, 1)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+    print(f"(benchmark wall time {payload['wall_s'] / 60:.1f} min)")
     return path
 
 
