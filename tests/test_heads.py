@@ -1,10 +1,12 @@
 """Context heads: the box averages behind Vortex Pooling, and the heads' shapes and rates."""
+import json
+
 import mxnet as mx
 import numpy as np
 import pytest
 
 from deeplab_gluon.models import ASPPHead, VortexHead, head_rates
-from deeplab_gluon.models.heads import BoxAverage, DilatedBoxAverage
+from deeplab_gluon.models.heads import JIT_SAFE_LEFT_PADDING, BoxAverage, DilatedBoxAverage
 
 
 def _box_mean_reference(x, size):
@@ -24,6 +26,40 @@ def test_box_average_is_the_windowed_mean(size):
     x = np.random.RandomState(size).uniform(-1, 1, (2, 3, 13, 30)).astype(np.float32)
     got = BoxAverage(size)(mx.nd.array(x)).asnumpy()
     np.testing.assert_allclose(got, _box_mean_reference(x, size), rtol=1e-5, atol=1e-6)
+
+
+def _box_mean_matrix(n, size):
+    """(n, n) matrix of the 1-D windowed mean that leaves out positions outside the map."""
+    near = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :]) <= size // 2
+    return near / near.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("size", [9, 15])  # direct horizontal pass, and the transposed one
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_box_average_gradient_is_the_transposed_mean(hybridize, size):
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, (1, 2, 13, 30)).astype(np.float32))
+    seed = np.random.RandomState(2).uniform(-1, 1, (1, 2, 13, 30)).astype(np.float32)
+    box = BoxAverage(size)
+    if hybridize:
+        box.hybridize(static_alloc=True)
+    x.attach_grad()
+    with mx.autograd.record():
+        out = box(x)
+    out.backward(mx.nd.array(seed))
+    rows, cols = _box_mean_matrix(13, size), _box_mean_matrix(30, size)
+    expected = np.einsum("ih,nchw,wj->ncij", rows.T, seed, cols)  # y = R x C^T, so dx = R^T dy C
+    np.testing.assert_allclose(x.grad.asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, kernels", [(13, ["(13, 1)", "(1, 13)"]), (15, ["(15, 1)", "(15, 1)"]),
+                                           (55, ["(55, 1)", "(55, 1)"])])
+def test_box_average_never_pads_wide_on_the_left(size, kernels):
+    """MKL-DNN's fast pooling kernel cannot pad many columns on the left (see JIT_SAFE_LEFT_PADDING);
+    wide windows pool along the height of the transposed map instead."""
+    symbol = BoxAverage(size)(mx.sym.var("x"))
+    pools = [node["attrs"] for node in json.loads(symbol.tojson())["nodes"] if node["op"] == "Pooling"]
+    assert [attrs["kernel"] for attrs in pools] == kernels
+    assert all(int(attrs["pad"].strip("()").split(",")[1]) <= JIT_SAFE_LEFT_PADDING for attrs in pools)
 
 
 def test_box_average_refuses_even_sizes():

@@ -100,12 +100,24 @@ class ASPPHead(HybridBlock):
         return self.fusion(F.concat(*[branch(x) for branch in self.branches], dim=1))
 
 
+# oneDNN's JIT average-pooling kernel (MXNet's MKL-DNN backend) pads at most its unroll width on the
+# left: 24 columns forward / 12 backward with AVX-512, 12 / 6 with AVX2 (jit_uni_pool_kernel::init_conf).
+# Wider padding falls back to a reference kernel, 10-200x slower. Top padding has no such limit.
+JIT_SAFE_LEFT_PADDING = 6
+
+
 class BoxAverage(HybridBlock):
     """r x r average pooling, stride 1, same size out, computed as (r x 1) then (1 x r).
 
     A box filter is separable, so the two passes give exactly the r x r mean at r + r adds
     per value instead of r * r. Padding is excluded from the mean, so border values are the
     mean of the pixels that exist rather than being pulled towards zero.
+
+    A horizontal window that pads more than ``JIT_SAFE_LEFT_PADDING`` columns would hit MKL-DNN's
+    slow fallback kernel (a 1 x 55 window, Vortex at output stride 8, took ~20 s instead of
+    ~0.02 s; the backward of 1 x 27, every output stride 16 training step, fell back too), so
+    for those the horizontal pass pools along the height of the transposed map instead. Smaller
+    windows pool directly: the two transposes would cost more than they save.
     """
 
     def __init__(self, size: int, **kwargs):
@@ -114,10 +126,17 @@ class BoxAverage(HybridBlock):
             raise ValueError(f"pooling size must be odd to keep the window centred, got {size}")
         self.size = size
 
-    def hybrid_forward(self, F, x):
+    def _average(self, F, x, vertical: bool):
         r, p = self.size, self.size // 2
-        x = F.Pooling(x, kernel=(r, 1), stride=(1, 1), pad=(p, 0), pool_type="avg", count_include_pad=False)
-        return F.Pooling(x, kernel=(1, r), stride=(1, 1), pad=(0, p), pool_type="avg", count_include_pad=False)
+        kernel, pad = ((r, 1), (p, 0)) if vertical else ((1, r), (0, p))
+        return F.Pooling(x, kernel=kernel, stride=(1, 1), pad=pad, pool_type="avg", count_include_pad=False)
+
+    def hybrid_forward(self, F, x):
+        x = self._average(F, x, vertical=True)
+        if self.size // 2 <= JIT_SAFE_LEFT_PADDING:
+            return self._average(F, x, vertical=False)
+        across = self._average(F, F.transpose(x, axes=(0, 1, 3, 2)), vertical=True)
+        return F.transpose(across, axes=(0, 1, 3, 2))
 
 
 class DilatedBoxAverage(HybridBlock):
