@@ -367,6 +367,9 @@ class TrainingRun:
             raise TrainingError(f"{err} (--skip_bad_samples 1 skips such samples)") from None
         finally:
             bar.close()
+            # The last step's gradient pushes are asynchronous: a worker that exits before they reach
+            # the servers leaves the others waiting forever for that step's pull.
+            mx.nd.waitall()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         summary = {"iteration": self.trainer.iteration, "max_iter": self.max_iter, "best_mIoU": self.best_miou,
