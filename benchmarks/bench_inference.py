@@ -279,8 +279,7 @@ def main(argv=None):
         return
     ctx = mx.cpu()
     machine = common.machine_description([ctx])
-    print(f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
-          f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
+    print(common.describe_machine(machine))
     mx.random.seed(0)
     # One group (same depth and stride) at a time: its models are timed against each other in
     # interleaved rounds, then freed, so at most one group's networks and buffers are in memory.

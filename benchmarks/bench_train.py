@@ -234,8 +234,7 @@ def main(argv=None):
         return
     warnings.filterwarnings("ignore")
     machine = common.machine_description([mx.cpu()])
-    print(f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
-          f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
+    print(common.describe_machine(machine))
     quiet = common.wait_for_quiet_machine(args.max_busy, args.max_wait)
     print(common.describe_quiet_check(quiet), flush=True)
 

@@ -136,6 +136,12 @@ def wait_for_quiet_machine(max_busy: float = 0.15, timeout_s: float = 600.0, pol
         time.sleep(poll_s)
 
 
+def describe_machine(machine: dict) -> str:
+    """One line for the top of a benchmark's output, from :func:`machine_description`."""
+    return (f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
+            f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
+
+
 def describe_quiet_check(check: dict) -> str:
     busy = check.get("busy_fraction")
     busy_text = "unknown" if busy is None else f"{busy:.0%}"

@@ -20,17 +20,21 @@ from deeplab_gluon.models import get_deeplab
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _copy_weights(source, target):
-    for name, param in target._collect_params_with_prefix().items():
-        param.set_data(source._collect_params_with_prefix()[name].data())
+def _plain_and_synced_nets(ctxs):
+    """The same small DeepLab twice, with equal weights: plain BatchNorm on one context, and
+    SyncBatchNorm over ``ctxs``."""
+    reference = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, dropout=0.0)
+    synced = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, dropout=0.0, ctx=ctxs,
+                         norm_layer=SyncBatchNorm, norm_kwargs={"num_devices": len(ctxs)})
+    source = reference._collect_params_with_prefix()
+    for name, param in synced._collect_params_with_prefix().items():
+        param.set_data(source[name].data())
+    return reference, synced
 
 
 def test_syncbn_on_two_contexts_equals_batchnorm_on_the_whole_batch():
     ctxs = [mx.cpu(0), mx.cpu(1)]
-    reference = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, dropout=0.0)
-    synced = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, dropout=0.0, ctx=ctxs,
-                         norm_layer=SyncBatchNorm, norm_kwargs={"num_devices": 2})
-    _copy_weights(reference, synced)
+    reference, synced = _plain_and_synced_nets(ctxs)
     x = mx.nd.random.uniform(-1, 1, shape=(4, 3, 48, 48))
     weights = mx.nd.random.normal(shape=(4, 3, 48, 48))
     with mx.autograd.record():
@@ -69,10 +73,7 @@ def test_training_step_with_syncbn_on_two_contexts_equals_one_context():
     from deeplab_gluon.trainer import SegmentationTrainer
 
     ctxs = [mx.cpu(0), mx.cpu(1)]
-    reference = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, dropout=0.0)
-    synced = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, dropout=0.0, ctx=ctxs,
-                         norm_layer=SyncBatchNorm, norm_kwargs={"num_devices": 2})
-    _copy_weights(reference, synced)
+    reference, synced = _plain_and_synced_nets(ctxs)
     images = mx.nd.random.uniform(-1, 1, shape=(4, 3, 40, 40))
     labels = mx.nd.array(np.random.RandomState(0).randint(0, 3, (4, 40, 40)))
     loss_one = SegmentationTrainer(reference, [mx.cpu()], 0.01).train_step(images, labels, 0.01)
