@@ -21,13 +21,17 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, nargs="+", default=list(DEFAULT_IMAGE_SIZE),
                         help="image side, or height width (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shape_only", action="store_true",
+                        help="colour objects independently of their class, so that only the shape tells the "
+                             "classes apart (much harder to learn from scratch)")
     args = parser.parse_args(argv)
     if len(args.size) not in (1, 2):
         parser.error("--size takes one value or two (height width)")
     size = tuple(args.size * 2 if len(args.size) == 1 else args.size)
     try:
         start = time.perf_counter()
-        voc2012 = make_toy_dataset(args.out, args.num_train, args.num_val, size, args.seed, progress=True)
+        voc2012 = make_toy_dataset(args.out, args.num_train, args.num_val, size, args.seed, progress=True,
+                                   colour_cue=not args.shape_only)
         seconds = time.perf_counter() - start
     except (DataError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

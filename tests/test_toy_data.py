@@ -4,10 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from deeplab_gluon.data import DataError, TOY_CLASSES, VOCSegDataset, get_dataset, make_toy_dataset, render_toy_scene
+from deeplab_gluon.data import (DataError, TOY_CLASSES, VOCSegDataset, get_dataset, make_toy_dataset, read_label,
+                                render_toy_scene)
+from deeplab_gluon.data.toy import CLASS_HUES_DEGREES, HUE_SPREAD_DEGREES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,22 +58,42 @@ def test_boundaries_are_void():
             assert not touching.any(), index
 
 
-def test_class_is_told_by_shape_not_colour():
-    """Every class draws its colours from one distribution: the average object colour of every class is
-    mid-grey (uniform 0-255 colours; standard error about 4 grey levels with these counts)."""
-    object_colours = {value: [] for value in range(1, 5)}
+def object_colours_by_class(colour_cue: bool, count: int = 600) -> tuple:
+    """Mean RGB of every object, per class, over ``count`` small scenes; and the object pixel fraction."""
+    colours = {value: [] for value in range(1, 5)}
     covered = []
-    for index in range(600):
-        image, label = render_toy_scene(np.random.default_rng([1, index]), (32, 32))
+    for index in range(count):
+        image, label = render_toy_scene(np.random.default_rng([1, index]), (32, 32), colour_cue=colour_cue)
         for value in range(1, 5):
             where = label == value
             if where.any():
-                object_colours[value].append(image[where].mean(axis=0))
+                colours[value].append(image[where].mean(axis=0))
         covered.append(((label > 0) & (label < 255)).mean())
-    means = np.array([np.mean(object_colours[value], axis=0) for value in range(1, 5)])
-    assert min(len(c) for c in object_colours.values()) > 200
+    return {value: np.array(c) for value, c in colours.items()}, np.mean(covered)
+
+
+def test_without_the_colour_cue_class_is_told_by_shape_only():
+    """Every class draws its colours from one distribution: the average object colour of every class is
+    mid-grey (uniform 0-255 colours; standard error about 4 grey levels with these counts)."""
+    colours, covered = object_colours_by_class(colour_cue=False)
+    means = np.array([colours[value].mean(axis=0) for value in range(1, 5)])
+    assert min(len(c) for c in colours.values()) > 200
     assert np.abs(means - 127.5).max() < 16, means
-    assert 0.05 < np.mean(covered) < 0.4  # objects are a sizeable part of the image, not all of it
+    assert 0.05 < covered < 0.4  # objects are a sizeable part of the image, not all of it
+
+
+def test_with_the_colour_cue_each_class_keeps_to_its_hue():
+    """By default an object's hue lies within 25 degrees of its class's (CLASS_HUES_DEGREES; noise and
+    JPEG-free rendering move the mean hue of the object's pixels by a few degrees at most)."""
+    colours, covered = object_colours_by_class(colour_cue=True)
+    for value in range(1, 5):
+        rgb = np.clip(colours[value], 0, 255).astype(np.uint8)[None]  # (1, N, 3)
+        hue_degrees = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)[0, :, 0] * (360.0 / 256.0)
+        offset = (hue_degrees - CLASS_HUES_DEGREES[value - 1] + 180.0) % 360.0 - 180.0
+        # Pale objects' hue is noisy; most objects keep near their class hue and none drifts to another's.
+        assert np.mean(np.abs(offset) <= HUE_SPREAD_DEGREES + 10) > 0.9, (value, np.percentile(np.abs(offset), 90))
+        assert np.mean(np.abs(offset) >= 45) < 0.05, value
+    assert 0.05 < covered < 0.4
 
 
 def test_missing_toy_root_gives_the_command(tmp_path):
@@ -89,3 +112,13 @@ def test_script(tmp_path):
     assert "wrote 3 train + 2 val scenes of 40x48" in result.stdout
     image, _ = get_dataset("toy", tmp_path, "val")[1]
     assert image.shape == (40, 48, 3)
+    shape_only = tmp_path / "shape_only"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "make_toy_data.py"), "--out", str(shape_only),
+                             "--num_train", "3", "--num_val", "2", "--size", "40", "48", "--seed", "2", "--shape_only"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = render_toy_scene(np.random.default_rng([2, 1, 1]), (40, 48), colour_cue=False)
+    assert np.array_equal(read_label(shape_only / "VOC2012" / "SegmentationClass" / "val_00001.png"), expected[1])
+    # Same geometry as the default set, other colours.
+    assert np.array_equal(get_dataset("toy", tmp_path, "val")[1][1], expected[1])
+    assert not np.array_equal(get_dataset("toy", shape_only, "val")[1][0], image)

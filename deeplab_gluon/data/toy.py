@@ -3,15 +3,23 @@
 Each scene has 1-3 objects (circle, square, triangle, cross) of random position, size, colour and a
 small random tilt (+-15 degrees) over a noisy, textured background. An object's size (the diameter
 of the circle of equal area) is 15-45 % of the shorter image side, so every class covers about as
-many pixels. Every class draws its colours from the same distribution, so only the SHAPE tells the
-classes apart. As in VOC, a thin void band (255) covers object boundaries, where anti-aliased edges
+many pixels. As in VOC, a thin void band (255) covers object boundaries, where anti-aliased edges
 mix colours.
+
+By default each class also has a typical hue (circle red, square yellow-green, triangle cyan, cross
+violet, each +-25 degrees, any saturation and brightness from pale to full), the way VOC classes
+differ in appearance as well as in outline; backgrounds take every hue, so finding the object still
+needs its outline. ``colour_cue=False`` draws every class's colour from one distribution, so that only
+the SHAPE tells the classes apart: a much harder task for a network trained from scratch (the demo's
+ResNet-18 reached val mIoU 0.27 on it in 900 iterations, against 0.17 for predicting background
+everywhere).
 
 The files follow the VOC layout, so ``VOCSegDataset(root, split, classes=TOY_CLASSES)`` reads them
 (``get_dataset("toy", root, split)`` does exactly that).
 """
 from __future__ import annotations
 
+import colorsys
 from pathlib import Path
 from typing import Sequence, Tuple, Union
 
@@ -27,12 +35,15 @@ DEFAULT_NUM_TRAIN = 400
 DEFAULT_NUM_VAL = 50
 DEFAULT_IMAGE_SIZE = (96, 96)  # (height, width)
 OBJECT_SIZE_RANGE = (0.15, 0.45)  # equal-area diameter, as a fraction of the shorter image side
-# Upright shapes, tilted a little: with any rotation, a small net trained for 3 minutes on 2 CPU cores
-# reached val mIoU 0.27; within +-15 degrees, 0.63 (measured with the same budget).
+# Upright shapes, tilted a little: any rotation makes the shapes harder to tell apart.
 MAX_ROTATION_DEGREES = 15.0
 NOISE_SIGMA = 8.0  # per-pixel Gaussian noise, in 0-255 units
 _SUBPIXEL_BITS = 4  # OpenCV drawing precision: coordinates in 1/16 pixel
 _SPLIT_CODES = {"train": 0, "val": 1}
+# Typical hue of each object class, in degrees (circle, square, triangle, cross): a quarter turn apart,
+# so that with +-HUE_SPREAD_DEGREES the ranges never meet.
+CLASS_HUES_DEGREES = (0.0, 90.0, 180.0, 270.0)
+HUE_SPREAD_DEGREES = 25.0
 
 
 def _shape_outline(shape: str, centre: np.ndarray, radius: float, angle: float) -> np.ndarray:
@@ -80,9 +91,20 @@ def _textured_background(rng: np.random.Generator, height: int, width: int) -> n
     return (base + blotches + grating[..., None]).astype(np.float32)
 
 
-def render_toy_scene(rng: np.random.Generator, image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE):
+def _object_colour(rng: np.random.Generator, class_index: int, colour_cue: bool) -> np.ndarray:
+    """(3,) RGB in 0-255: near the class's hue when ``colour_cue``, else uniform over the RGB cube."""
+    if not colour_cue:
+        return rng.uniform(0, 255, size=3)
+    hue = (CLASS_HUES_DEGREES[class_index - 1] + rng.uniform(-HUE_SPREAD_DEGREES, HUE_SPREAD_DEGREES)) % 360
+    saturation, value = rng.uniform(0.35, 1.0), rng.uniform(0.45, 1.0)
+    return 255.0 * np.array(colorsys.hsv_to_rgb(hue / 360.0, saturation, value))
+
+
+def render_toy_scene(rng: np.random.Generator, image_size: Tuple[int, int] = DEFAULT_IMAGE_SIZE,
+                     colour_cue: bool = True):
     """One synthetic scene: ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)``, label values in
-    ``0..len(TOY_CLASSES)-1`` and 255 on a ~2 pixel band along object boundaries.
+    ``0..len(TOY_CLASSES)-1`` and 255 on a ~2 pixel band along object boundaries. ``colour_cue``:
+    objects take their class's typical hue (default) or colours independent of the class.
 
     All randomness comes from ``rng``, so a seeded generator gives the same scene every time.
     """
@@ -95,7 +117,7 @@ def render_toy_scene(rng: np.random.Generator, image_size: Tuple[int, int] = DEF
         radius = rng.uniform(*OBJECT_SIZE_RANGE) * side / 2
         centre = np.array([rng.uniform(radius / 2, width - radius / 2), rng.uniform(radius / 2, height - radius / 2)])
         angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES))
-        colour = rng.uniform(0, 255, size=3)  # the same colour distribution for every class
+        colour = _object_colour(rng, class_index, colour_cue)
         shape = TOY_CLASSES[class_index]
         alpha = np.zeros((height, width), dtype=np.uint8)
         _draw(alpha, shape, centre, radius, angle, 255, antialias=True)
@@ -113,13 +135,14 @@ def render_toy_scene(rng: np.random.Generator, image_size: Tuple[int, int] = DEF
 
 def make_toy_dataset(root: Union[str, Path], num_train: int = DEFAULT_NUM_TRAIN, num_val: int = DEFAULT_NUM_VAL,
                      image_size: Union[int, Sequence[int]] = DEFAULT_IMAGE_SIZE, seed: int = 0,
-                     progress: bool = False) -> Path:
+                     progress: bool = False, colour_cue: bool = True) -> Path:
     """Write the toy dataset in VOC layout under ``root``; returns the ``root / "VOC2012"`` folder.
 
     Writes ``VOC2012/JPEGImages/<id>.jpg``, ``VOC2012/SegmentationClass/<id>.png`` (palette PNGs) and
     ``VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt`` with ids ``train_00000``, ``val_00000``...
     Scene ``i`` of a split depends only on ``(seed, split, i)``: the same seed gives the same bytes, and
-    a smaller ``num_train`` gives a prefix of a larger one. ``image_size`` is an int or (height, width).
+    a smaller ``num_train`` gives a prefix of a larger one. ``image_size`` is an int or (height, width);
+    ``colour_cue=False`` makes shape the only difference between classes (see the module docstring).
     """
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
@@ -138,7 +161,7 @@ def make_toy_dataset(root: Union[str, Path], num_train: int = DEFAULT_NUM_TRAIN,
     for split, i in tqdm(jobs, desc="toy scenes", unit="img", disable=not progress):
         sample_id = f"{split}_{i:05d}"
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], i])
-        image, label = render_toy_scene(rng, (height, width))
+        image, label = render_toy_scene(rng, (height, width), colour_cue)
         write_image(folders["JPEGImages"] / f"{sample_id}.jpg", image)
         save_index_png(folders["SegmentationClass"] / f"{sample_id}.png", label)
         split_ids.setdefault(split, []).append(sample_id)
