@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import mxnet as mx
 
@@ -186,6 +186,16 @@ def find_checkpoint(path) -> Path:
     return path
 
 
+def open_checkpoint(path) -> Tuple[Path, dict]:
+    """``(file, meta)`` of the checkpoint ``path`` names (a file, or a run folder's newest complete
+    one); :class:`CheckpointError` if there is none or its meta does not describe its model."""
+    path = find_checkpoint(path)
+    meta = read_meta(path)
+    if not meta.get("model"):
+        raise CheckpointError(f"{path} does not describe its model (no 'model' in meta.json)")
+    return path, meta
+
+
 def load_model(path, ctx=None, output_stride: Optional[int] = None):
     """Rebuild the network a checkpoint (or a run folder's latest checkpoint) holds, for inference.
 
@@ -194,10 +204,7 @@ def load_model(path, ctx=None, output_stride: Optional[int] = None):
     """
     from .models import build_model
 
-    path = find_checkpoint(path)
-    meta = read_meta(path)
-    if "model" not in meta:
-        raise CheckpointError(f"{path} does not describe its model (no 'model' in meta.json)")
+    path, meta = open_checkpoint(path)
     ctx = ctx or mx.cpu()
     net = build_model(meta["model"], ctx, output_stride=output_stride, initialize=False)
     load_checkpoint(path, net, None, ctx)

@@ -64,6 +64,17 @@ def add_switch(parser: argparse.ArgumentParser, name: str, help_text: str, defau
                         help=help_text)
 
 
+def open_checkpoint_flag(path) -> Tuple[Path, dict]:
+    """``(file, meta)`` of the checkpoint ``--checkpoint`` names (see ``checkpoint.open_checkpoint``);
+    :class:`UsageError` ``--checkpoint: <why>`` where it cannot be used."""
+    from .checkpoint import CheckpointError, open_checkpoint
+
+    try:
+        return open_checkpoint(path)
+    except CheckpointError as err:
+        raise UsageError(f"--checkpoint: {err}") from None
+
+
 def output_problem(path: Path, flag: str, folder: bool) -> Optional[str]:
     """Why ``path`` cannot be written as a folder (``folder``) or a file, or None.
 

@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, output_problem, parse_scales_flag
+from .cli import (JobArgumentParser, UsageError, add_switch, fail, fail_all, open_checkpoint_flag, output_problem,
+                  parse_scales_flag)
 from .data import DATASETS
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES
@@ -198,17 +199,10 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
 
     Only ``meta.json`` and the split's file list are read here; the weights load later.
     """
-    from .checkpoint import find_checkpoint, read_meta
     from .data import EvalTransform, get_dataset
 
-    try:
-        checkpoint = find_checkpoint(config.checkpoint)
-        meta = read_meta(checkpoint)
-    except CheckpointError as err:
-        raise UsageError(f"--checkpoint: {err}") from None
-    model = meta.get("model")
-    if not model:
-        raise UsageError(f"--checkpoint: {checkpoint} does not describe its model (no 'model' in meta.json)")
+    checkpoint, meta = open_checkpoint_flag(config.checkpoint)
+    model = meta["model"]
     trained = dict(meta.get("config") or {})
     dataset_name = config.dataset or trained.get("dataset")
     data_dir = config.data_dir or (Path(trained["data_dir"]) if trained.get("data_dir") else None)

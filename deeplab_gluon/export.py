@@ -28,7 +28,7 @@ import mxnet as mx
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, output_problem
+from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, open_checkpoint_flag, output_problem
 from .models.resnet_v2 import OUTPUT_STRIDES
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -189,10 +189,10 @@ def validate_config(config: ExportConfig) -> List[str]:
 
 
 def run_export(config: ExportConfig) -> int:
-    from .checkpoint import find_checkpoint, load_model
+    from .checkpoint import load_model
 
-    checkpoint = find_checkpoint(config.checkpoint)
-    net, meta = load_model(checkpoint, mx.cpu(), output_stride=config.output_stride)
+    net, meta = load_model(config.checkpoint, mx.cpu(), output_stride=config.output_stride)
+    checkpoint = Path(meta["path"])
     output_stride = config.output_stride or int(meta["model"].get("output_stride", 16))
     config.output_dir.mkdir(parents=True, exist_ok=True)
     name = export_prefix(meta["model"], output_stride)
@@ -249,17 +249,12 @@ def run_export(config: ExportConfig) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .checkpoint import find_checkpoint, read_meta
-
     try:
         config = parse_args(argv)
         problems = validate_config(config)
         if problems:
             return fail_all(PROG, problems)
-        try:
-            read_meta(find_checkpoint(config.checkpoint))
-        except CheckpointError as err:
-            raise UsageError(f"--checkpoint: {err}") from None
+        config.checkpoint, _ = open_checkpoint_flag(config.checkpoint)  # a one-line error before any work
         return run_export(config)
     except (UsageError, CheckpointError, OSError) as err:
         return fail(PROG, err)

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, output_problem, parse_scales_flag
+from .cli import (JobArgumentParser, UsageError, add_switch, fail, open_checkpoint_flag, output_problem,
+                  parse_scales_flag)
 from .models.resnet_v2 import OUTPUT_STRIDES
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
@@ -222,7 +223,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> PredictConfig:
 
 def prepare(config: PredictConfig) -> Tuple[List[Path], Optional[Dict[str, Path]]]:
     """Check every flag and input before any work; returns the images and their ground-truth files."""
-    from .checkpoint import find_checkpoint, read_meta
     from .devices import parse_devices
 
     try:
@@ -236,13 +236,7 @@ def prepare(config: PredictConfig) -> Tuple[List[Path], Optional[Dict[str, Path]
     problem = output_problem(config.output_dir, "--output_dir", folder=True)
     if problem:
         raise UsageError(problem)
-    try:
-        config.checkpoint = find_checkpoint(config.checkpoint)
-        meta = read_meta(config.checkpoint)
-    except CheckpointError as err:
-        raise UsageError(f"--checkpoint: {err}") from None
-    if "model" not in meta:
-        raise UsageError(f"--checkpoint: {config.checkpoint} does not describe its model (no 'model' in meta.json)")
+    config.checkpoint, meta = open_checkpoint_flag(config.checkpoint)
     if int(meta["model"]["num_classes"]) > 256:
         raise UsageError(f"{config.checkpoint} predicts {meta['model']['num_classes']} classes; "
                          f"palette PNGs hold at most 256")
