@@ -4,11 +4,8 @@ import random
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +15,7 @@ from deeplab_gluon import checkpoint as ckpt
 from deeplab_gluon.data import DataError, SegFolderDataset, get_dataset, make_toy_dataset, write_image
 from deeplab_gluon.data.loader import SeededTransformDataset
 from deeplab_gluon.data.transforms import TrainTransform
-
-REPO = Path(__file__).resolve().parents[1]
+from train_runs import run_train, start_train, train_flags
 
 
 @pytest.fixture(scope="module")
@@ -134,27 +130,13 @@ def test_training_loader_skips_a_bad_sample_and_logs_it_once(toy, tmp_path):
 
 # --- end to end through train.py ---------------------------------------------------------------------
 
-def _flags(toy_root, output_dir, max_iter=6, **extra):
-    flags = {"dataset": "toy", "data_dir": toy_root, "train_split": "train", "base_architecture": "resnet_v2_18",
-             "gpus": "-1", "crop_size": 32, "batch_size": 4, "initial_learning_rate": 0.01, "max_iter": max_iter,
-             "num_workers": 0, "output_dir": output_dir, "val_every": 0, "log_every": 1, "progress": 0,
-             "checkpoint_every": 3, "keep_checkpoints": 100}
-    flags.update(extra)
-    return [str(part) for key, value in flags.items() for part in (f"--{key}", value)]
-
-
-def _train(args, timeout=300, **kwargs):
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
-
-
 @pytest.mark.slow
 def test_training_goes_past_a_bad_file_by_default_and_stops_on_it_when_asked(toy, tmp_path):
     path = _corrupt_jpeg(toy)
-    done = _train(_flags(toy, tmp_path / "skip", max_iter=9, num_workers=2))  # 3 epochs of 3 batches
+    done = run_train(train_flags(toy, tmp_path / "skip", max_iter=9, num_workers=2))  # 3 epochs of 3 batches
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "skip" / "bad_samples.txt").read_text() == f"cannot decode image {path}\n"
-    strict = _train(_flags(toy, tmp_path / "strict", skip_bad_samples=0))
+    strict = run_train(train_flags(toy, tmp_path / "strict", skip_bad_samples=0))
     assert strict.returncode == 1
     assert strict.stderr.strip().splitlines()[-1] == (f"train.py: error: cannot decode image {path} "
                                                       f"(--skip_bad_samples 1 skips such samples)")
@@ -162,13 +144,13 @@ def test_training_goes_past_a_bad_file_by_default_and_stops_on_it_when_asked(toy
 
 @pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused_unless_only_the_backbone_is_asked_for(pristine_toy, tmp_path):
-    assert _train(_flags(pristine_toy, tmp_path / "aspp", max_iter=3)).returncode == 0
-    other = _flags(pristine_toy, tmp_path / "vortex", max_iter=3, aspp_or_vortex=2, init_from=tmp_path / "aspp")
-    refused = _train(other)
+    assert run_train(train_flags(pristine_toy, tmp_path / "aspp", max_iter=3)).returncode == 0
+    other = train_flags(pristine_toy, tmp_path / "vortex", max_iter=3, aspp_or_vortex=2, init_from=tmp_path / "aspp")
+    refused = run_train(other)
     assert refused.returncode == 1
     assert "does not fit this model (head: checkpoint has 'aspp', this run has 'vortex')" in refused.stderr
     assert "--load_backbone_only" in refused.stderr
-    accepted = _train(other + ["--load_backbone_only", "1"])
+    accepted = run_train(other + ["--load_backbone_only", "1"])
     assert accepted.returncode == 0, accepted.stderr
 
 
@@ -187,15 +169,13 @@ def _complete(path):
 def test_random_sigkills_during_steps_and_checkpoint_writes_lose_nothing(pristine_toy, tmp_path):
     """Checkpoints every iteration, so most kills land in the middle of a checkpoint write."""
     flags = dict(max_iter=12, checkpoint_every=1)
-    straight = _train(_flags(pristine_toy, tmp_path / "straight", **flags))
+    straight = run_train(train_flags(pristine_toy, tmp_path / "straight", **flags))
     assert straight.returncode == 0, straight.stderr
 
     run, rng, kills = tmp_path / "killed", random.Random(4), 0
     while True:
         resume = "last" if ckpt.list_checkpoints(run / "checkpoints") else "-1"
-        process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *_flags(pristine_toy, run, resume=resume,
-                                                                                     **flags)],
-                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = start_train(train_flags(pristine_toy, run, resume=resume, **flags))
         if kills < 3:
             deadline = time.time() + 240  # wait until this process trains, then kill it at a random moment
             while _log_segments(run) <= kills or '"train"' not in (run / "log.jsonl").read_text().split('"start"')[-1]:
@@ -231,9 +211,7 @@ def test_random_sigkills_during_steps_and_checkpoint_writes_lose_nothing(pristin
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(pristine_toy, tmp_path, stop_signal):
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(REPO / "train.py"),
-                                *_flags(pristine_toy, run, max_iter=100_000, checkpoint_every=10_000, num_workers=1)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = start_train(train_flags(pristine_toy, run, max_iter=100_000, checkpoint_every=10_000, num_workers=1))
     deadline = time.time() + 240
     while not ((run / "log.jsonl").exists() and '"train"' in (run / "log.jsonl").read_text()):
         assert time.time() < deadline and process.poll() is None
@@ -242,6 +220,7 @@ def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(pristine_toy, tmp_p
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
     assert f"stopped by {stop_signal.name} at iteration" in stderr and "Traceback" not in stderr
+    assert "continue with --resume last" in stderr
     saved = ckpt.latest_checkpoint(run / "checkpoints")
     assert saved is not None and 0 < ckpt.read_meta(saved)["iteration"] < 10_000
 
@@ -256,7 +235,7 @@ def _limit_file_size(limit):
 def test_a_full_disk_while_checkpointing_stops_with_a_clear_message(pristine_toy, tmp_path):
     """RLIMIT_FSIZE makes big writes fail with EFBIG, as a full disk fails them with ENOSPC."""
     run = tmp_path / "run"
-    result = _train(_flags(pristine_toy, run, max_iter=3, val_split=""), preexec_fn=_limit_file_size(8 << 20))
+    result = run_train(train_flags(pristine_toy, run, max_iter=3, val_split=""), preexec_fn=_limit_file_size(8 << 20))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"train.py: error: could not write checkpoint {run / 'checkpoints' / 'iter-0000003.ckpt'}")
@@ -267,8 +246,8 @@ def test_a_full_disk_while_checkpointing_stops_with_a_clear_message(pristine_toy
 @pytest.mark.slow
 def test_diverging_losses_stop_training_with_the_last_good_checkpoint_intact(pristine_toy, tmp_path):
     run = tmp_path / "run"
-    result = _train(_flags(pristine_toy, run, max_iter=50, initial_learning_rate=1e12, checkpoint_every=1,
-                           max_bad_steps=3))
+    result = run_train(train_flags(pristine_toy, run, max_iter=50, initial_learning_rate=1e12, checkpoint_every=1,
+                                   max_bad_steps=3))
     assert result.returncode == 1
     assert "3 non-finite losses in a row (last at iteration" in result.stderr
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]

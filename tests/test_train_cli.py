@@ -1,8 +1,8 @@
-"""train.py end to end: flag validation, SIGKILL + resume, SIGTERM, the run folder's contents."""
+"""train.py end to end: flag validation, SIGKILL + resume, the run folder's contents.
+
+SIGINT / SIGTERM and other faults: test_reliability.py."""
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 from deeplab_gluon import checkpoint as ckpt
 from deeplab_gluon.data import make_toy_dataset
 from deeplab_gluon.train import main, parse_config, validate_config
+from train_runs import run_train, start_train, train_flags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,20 +22,6 @@ def toy_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     make_toy_dataset(root, num_train=16, num_val=4, image_size=(40, 40), seed=0)
     return root
-
-
-def _flags(toy_root, output_dir, max_iter=12, **extra):
-    flags = {"dataset": "toy", "data_dir": toy_root, "train_split": "train", "base_architecture": "resnet_v2_18",
-             "gpus": "-1", "crop_size": 32, "batch_size": 4, "initial_learning_rate": 0.01, "max_iter": max_iter,
-             "num_workers": 0, "output_dir": output_dir, "val_every": 0, "log_every": 1, "progress": 0,
-             "checkpoint_every": 3, "keep_checkpoints": 50}
-    flags.update(extra)
-    return [str(part) for key, value in flags.items() for part in (f"--{key}", value)]
-
-
-def _run(args, **kwargs):
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, **kwargs)
 
 
 @pytest.mark.parametrize("flag, value, message", [
@@ -84,12 +71,11 @@ def _wait_for_checkpoint(output_dir, process, at_least):
 @pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(toy_root, tmp_path):
     straight = tmp_path / "straight"
-    result = _run(_flags(toy_root, straight, max_iter=12))
+    result = run_train(train_flags(toy_root, straight, max_iter=12))
     assert result.returncode == 0, result.stderr
 
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *_flags(toy_root, interrupted, max_iter=12)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = start_train(train_flags(toy_root, interrupted, max_iter=12))
     _wait_for_checkpoint(interrupted, process, at_least=3)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -97,10 +83,10 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     assert killed_at < 12
 
     # a fresh start into a folder that holds checkpoints is refused rather than overwriting them
-    refused = _run(_flags(toy_root, interrupted, max_iter=12))
+    refused = run_train(train_flags(toy_root, interrupted, max_iter=12))
     assert refused.returncode == 1 and "already holds checkpoints: pass --resume last" in refused.stderr
 
-    resumed = _run(_flags(toy_root, interrupted, max_iter=12, resume="last"))
+    resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last"))
     assert resumed.returncode == 0, resumed.stderr
     for path in ckpt.list_checkpoints(interrupted / "checkpoints"):
         ckpt.read_meta(path)  # every kept checkpoint is complete
@@ -115,22 +101,3 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     summary = json.loads((interrupted / "summary.json").read_text())
     assert summary["iteration"] == 12 and 0 <= summary["final"]["mIoU"] <= 1
     assert (interrupted / "curves.png").stat().st_size > 1000 and (interrupted / "best.ckpt").is_file()
-
-
-@pytest.mark.slow
-def test_sigterm_saves_a_checkpoint_before_exiting(toy_root, tmp_path):
-    output = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(REPO / "train.py"),
-                                *_flags(toy_root, output, max_iter=10_000, checkpoint_every=1000)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    log = output / "log.jsonl"
-    while not (log.exists() and '"type": "train"' in log.read_text()):
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert "stopped by SIGTERM at iteration" in stderr and "continue with --resume last" in stderr
-    saved = ckpt.latest_checkpoint(output / "checkpoints")
-    assert saved is not None and 0 < ckpt.read_meta(saved)["iteration"] < 1000
