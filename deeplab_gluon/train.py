@@ -148,7 +148,7 @@ HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per :class:`TrainConfig` field, typed from the field's default."""
-    parser = JobArgumentParser(prog="train.py", description="Train DeepLabV3 (ASPP or Vortex Pooling).",
+    parser = JobArgumentParser(prog=PROG, description="Train DeepLabV3 (ASPP or Vortex Pooling).",
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     choices = {"dataset": DATASETS, "lr_policy": LR_POLICIES, "kvstore": KVSTORES, "aspp_or_vortex": (1, 2),
                "output_stride": OUTPUT_STRIDES, "vortex_module": ("A", "B")}

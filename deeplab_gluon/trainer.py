@@ -277,10 +277,7 @@ class TrainingRun:
         if not self.is_main:
             return None
         path = self.checkpoint_dir / checkpoint_name(self.trainer.iteration)
-        try:
-            save_checkpoint(path, self.net, self.trainer.trainer, self.meta(self.last_scores))
-        except CheckpointError as err:
-            raise TrainingError(str(err)) from None
+        save_checkpoint(path, self.net, self.trainer.trainer, self.meta(self.last_scores))
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
 
@@ -296,10 +293,7 @@ class TrainingRun:
         self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
         if (metrics["mIoU"] or 0.0) > self.best_miou:
             self.best_miou = metrics["mIoU"]
-            try:
-                save_checkpoint(self.output_dir / "best.ckpt", self.net, None, self.meta(self.last_scores))
-            except CheckpointError as err:
-                raise TrainingError(str(err)) from None
+            save_checkpoint(self.output_dir / "best.ckpt", self.net, None, self.meta(self.last_scores))
         return self.last_scores
 
     def _loader(self):
@@ -365,6 +359,8 @@ class TrainingRun:
                                             f"continue with --resume last")
         except DataError as err:
             raise TrainingError(f"{err} (--skip_bad_samples 1 skips such samples)") from None
+        except CheckpointError as err:  # a checkpoint could not be written (full disk, ...)
+            raise TrainingError(str(err)) from None
         finally:
             bar.close()
             # The last step's gradient pushes are asynchronous: a worker that exits before they reach
