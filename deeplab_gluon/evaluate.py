@@ -183,7 +183,6 @@ def default_output_path(checkpoint: Path, split: str, scales: Sequence[float], f
 class EvaluationPlan:
     """What checkpoint mode will do, resolved and checked before the network is built."""
     checkpoint: Path
-    meta: dict
     dataset_name: str
     data_dir: Path
     dataset: object
@@ -239,7 +238,7 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     problem = output_problem(output, "--output", folder=False)
     if problem:
         raise UsageError(problem)
-    return EvaluationPlan(checkpoint, meta, dataset_name, data_dir, dataset, classes, ignore_label, output_stride,
+    return EvaluationPlan(checkpoint, dataset_name, data_dir, dataset, classes, ignore_label, output_stride,
                           trained_output_stride, output)
 
 

@@ -190,6 +190,7 @@ def validate_config(config: ExportConfig) -> List[str]:
 
 def run_export(config: ExportConfig) -> int:
     from .checkpoint import load_model
+    from .inference import main_logits
 
     net, meta = load_model(config.checkpoint, mx.cpu(), output_stride=config.output_stride)
     checkpoint = Path(meta["path"])
@@ -227,8 +228,7 @@ def run_export(config: ExportConfig) -> int:
         if config.check:
             shape = check_shape(config.input_size, config.dynamic)
             batch = np.random.RandomState(0).normal(size=shape).astype(np.float32)
-            reference = net(mx.nd.array(batch))
-            reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).asnumpy()
+            reference = main_logits(net(mx.nd.array(batch))).asnumpy()
             results = {"symbol": run_symbol(symbol_file, params_file, batch)}
             if onnx_file is not None:
                 results["onnx"] = run_onnx(onnx_file, batch)

@@ -8,7 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 
-def _main_logits(output):
+def main_logits(output) -> mx.nd.NDArray:
+    """The main logits (N, C, H, W) of a network's output: the first of (main, auxiliary), or the output."""
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
@@ -36,7 +37,7 @@ def predict_probs(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), f
             scaled = mx.nd.contrib.BilinearResize2D(image, height=max(1, int(round(height * scale))),
                                                     width=max(1, int(round(width * scale))))
         for mirrored in ((False, True) if flip else (False,)):
-            probs = mx.nd.softmax(_main_logits(net(scaled.flip(axis=3) if mirrored else scaled)), axis=1)
+            probs = mx.nd.softmax(main_logits(net(scaled.flip(axis=3) if mirrored else scaled)), axis=1)
             if mirrored:
                 probs = probs.flip(axis=3)
             if scale != 1.0:
@@ -46,11 +47,16 @@ def predict_probs(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), f
     return total / count if count > 1 else total
 
 
+def class_map(scores: mx.nd.NDArray) -> mx.nd.NDArray:
+    """Scores (1, C, H, W), logits or probabilities -> arg-max class map (H, W) as int32, same device."""
+    return mx.nd.argmax(scores, axis=1)[0].astype("int32")
+
+
 def predict_labels(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), flip: bool = False) -> mx.nd.NDArray:
     """Arg-max class map (H, W) as int32 on the image's device; see :func:`predict_probs`."""
     if tuple(scales) == (1.0,) and not flip:  # no averaging: skip the softmax
-        return mx.nd.argmax(_main_logits(net(image)), axis=1)[0].astype("int32")
-    return mx.nd.argmax(predict_probs(net, image, scales, flip), axis=1)[0].astype("int32")
+        return class_map(main_logits(net(image)))
+    return class_map(predict_probs(net, image, scales, flip))
 
 
 def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int, ignore_label: int = 255,

@@ -154,13 +154,12 @@ def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.nda
 
 
 def run_prediction(config: PredictConfig, images: Sequence[Path], ground_truth: Optional[Dict[str, Path]]) -> int:
-    import mxnet as mx
     from tqdm import tqdm
 
     from .checkpoint import load_model
     from .data import read_image, read_label
     from .devices import parse_devices
-    from .inference import image_to_batch, predict_labels, predict_probs
+    from .inference import class_map, image_to_batch, predict_labels, predict_probs
 
     ctxs = parse_devices(config.gpus)
     net, meta = load_model(config.checkpoint, ctxs, output_stride=config.output_stride)
@@ -176,7 +175,7 @@ def run_prediction(config: PredictConfig, images: Sequence[Path], ground_truth: 
                 batch = image_to_batch(picture, ctx)
                 if config.save_probs:
                     probs = predict_probs(net, batch, config.scales, config.flip)
-                    results.append((mx.nd.argmax(probs, axis=1)[0].astype("int32"), probs[0]))
+                    results.append((class_map(probs), probs[0]))
                 else:
                     results.append((predict_labels(net, batch, config.scales, config.flip), None))
             for path, picture, (labels, probs) in zip(group, pictures, results):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from deeplab_gluon.export import export_onnx, export_symbol, main, run_symbol
+from deeplab_gluon.inference import main_logits
 from tiny_model import save_tiny_checkpoint, tiny_net
 
 TRACED = (1, 3, 64, 64)
@@ -17,8 +18,7 @@ UNSEEN = (2, 3, 75, 93)  # another batch size, height and width than the traced 
 
 
 def gluon_logits(net, batch):
-    output = net(mx.nd.array(batch))
-    return (output[0] if isinstance(output, (tuple, list)) else output).asnumpy()
+    return main_logits(net(mx.nd.array(batch))).asnumpy()
 
 
 def assert_close(got, expected):
