@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -37,9 +36,6 @@ import common  # noqa: E402  (path set above)
 import model_builders  # noqa: E402
 
 import mxnet as mx  # noqa: E402
-
-RESULT_MARKER = "RESULT_JSON "
-
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,12 +113,7 @@ def profile_in_subprocess(candidate, runs: int) -> dict:
     spec = {"kind": candidate.kind, "depth": candidate.depth, "head": candidate.head,
             "output_stride": candidate.output_stride, "size": candidate.size, "runs": runs}
     env = dict(os.environ, MXNET_EXEC_BULK_EXEC_INFERENCE="0")
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--profile-worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
-    raise RuntimeError(f"profile of {candidate.name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return common.run_worker(Path(__file__).resolve(), "--profile-worker", spec, env)
 
 
 def profile_worker(spec: dict) -> dict:
@@ -275,7 +266,7 @@ def main(argv=None):
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.profile_worker:
-        print(RESULT_MARKER + json.dumps(profile_worker(json.loads(args.profile_worker))), flush=True)
+        common.print_worker_result(profile_worker(json.loads(args.profile_worker)))
         return
     ctx = mx.cpu()
     machine = common.machine_description([ctx])

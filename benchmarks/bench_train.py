@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +42,6 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, IGNORE_LABEL = 0.007, 0.9, 1e-4, 255
-RESULT_MARKER = "RESULT_JSON "
 
 
 def parse_args(argv=None):
@@ -184,12 +181,7 @@ def run_worker(spec: dict) -> dict:
 
 
 def run_model_in_subprocess(spec: dict) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
-    raise RuntimeError(f"worker for {spec} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return common.run_worker(Path(__file__).resolve(), "--worker", spec)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,7 +222,7 @@ def measure_loader(args, root: Path) -> list:
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        print(RESULT_MARKER + json.dumps(run_worker(json.loads(args.worker))), flush=True)
+        common.print_worker_result(run_worker(json.loads(args.worker)))
         return
     warnings.filterwarnings("ignore")
     machine = common.machine_description([mx.cpu()])

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import mxnet as mx
 
@@ -95,21 +95,22 @@ def other_busy_processes(threshold_percent: float = 20.0) -> List[str]:
     return busy
 
 
+def cpu_ticks() -> Tuple[int, int]:
+    """(all, idle) clock ticks of all cores since boot, from /proc/stat's first line; idle includes iowait."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields[:8]), fields[3] + (fields[4] if len(fields) > 4 else 0)
+
+
 def cpu_busy_fraction(interval_s: float = 2.0) -> Optional[float]:
     """Fraction of all cores busy over ``interval_s`` (from /proc/stat), while this process sleeps.
 
     Unlike the load average, which still remembers this process's own work of the last minutes,
     this says whether *other* processes are using the cores right now.
     """
-    def snapshot():
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
-
     try:
-        total0, idle0 = snapshot()
+        total0, idle0 = cpu_ticks()
         time.sleep(interval_s)
-        total1, idle1 = snapshot()
+        total1, idle1 = cpu_ticks()
     except (OSError, ValueError, IndexError):
         return None
     return round(1.0 - (idle1 - idle0) / max(total1 - total0, 1), 3)
@@ -134,6 +135,25 @@ def wait_for_quiet_machine(max_busy: float = 0.15, timeout_s: float = 600.0, pol
             return {"quiet": False, "busy_fraction": busy, "load_average": load_average(),
                     "waited_s": round(time.time() - start, 1), "busy_processes": other_busy_processes()}
         time.sleep(poll_s)
+
+
+RESULT_MARKER = "RESULT_JSON "  # prefixes the line a worker subprocess prints its result on
+
+
+def print_worker_result(result: dict) -> None:
+    """Print a worker subprocess's result for :func:`run_worker` to find among its other output."""
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+def run_worker(script: str, flag: str, spec: dict, env: Optional[dict] = None) -> dict:
+    """Run ``python script flag '<spec as JSON>'`` in a fresh process (its own memory peak, its own
+    MXNet settings) and return the result it printed with :func:`print_worker_result`."""
+    done = subprocess.run([sys.executable, str(script), flag, json.dumps(spec)], capture_output=True, text=True,
+                          env=env or os.environ.copy())
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    raise RuntimeError(f"worker {flag} {spec} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 def describe_machine(machine: dict) -> str:
@@ -161,9 +181,8 @@ class OtherCpuMeter:
 
     @staticmethod
     def _busy_s():
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        total, idle = cpu_ticks()
+        return (total - idle) / os.sysconf("SC_CLK_TCK")
 
     @staticmethod
     def _own_s():
@@ -207,33 +226,18 @@ def time_call(fn: Callable[[], object], warmup: int, repeats: int) -> dict:
     """Time ``fn`` (which must block until its work is done) ``repeats`` times after ``warmup`` calls.
 
     A run during which other processes used more than ``MAX_OTHERS`` of the cores is discarded and
-    redone after waiting for the machine to calm down (see :class:`OtherCpuMeter`).
+    redone after waiting for the machine to calm down (see :class:`OtherCpuMeter`): this is
+    :func:`time_interleaved` with one function.
     """
-    for _ in range(warmup):
-        fn()
-    samples, others, discarded = [], [], 0
-    for _ in range(repeats * RETRY_FACTOR):
-        meter = OtherCpuMeter()
-        with meter:
-            start = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - start
-        if meter.others is not None and meter.others > MAX_OTHERS and discarded < repeats * (RETRY_FACTOR - 1):
-            discarded += 1
-            wait_for_quiet_machine(timeout_s=120)
-            continue
-        samples.append(elapsed)
-        others.append(meter.others or 0.0)
-        if len(samples) == repeats:
-            break
-    return summarize(samples, others, discarded)
+    return time_interleaved({"fn": fn}, warmup, repeats)["fn"]
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, repeats: int) -> Dict[str, dict]:
     """Time several functions in rounds (one call of each per round) so that load from other
     processes, thermal state and the like affect every candidate alike rather than whichever
     happened to run during a busy minute. Every function gets ``warmup`` untimed calls first.
-    A round in which any run was disturbed by other processes (see :func:`time_call`) is redone."""
+    A round in which any run was disturbed by other processes (more than ``MAX_OTHERS`` of the cores,
+    measured by :class:`OtherCpuMeter`) is redone after waiting for the machine to calm down."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
