@@ -1,20 +1,34 @@
-"""Command-line plumbing shared by the evaluate, predict and export jobs.
+"""Command lines declared once: a job's flags are the fields of its config dataclass.
 
-User mistakes end as ONE line on stderr, ``<job>: error: <what and where>``, with exit code 2:
-argparse's own errors (unknown flag, bad number) included, which it would otherwise print as a
-usage block followed by the message.
+Each field carries its help (and choices, parser, flag name) in ``field(metadata=flag(...))``;
+:func:`build_parser` turns the dataclass into an ``argparse`` parser and :func:`run_job` wraps every
+job's ``main()``: parse, check (``config.problems()``), run, and map failures to exit codes:
+
+- 2: a usage error (a flag or an input the user must fix), found before the work starts;
+- 1: the work failed (bad data met during the run, a full disk, a failed export check);
+- 130: interrupted (Ctrl-C, SIGTERM).
+
+Every error is ONE line on stderr, ``<job>: error: <what and where>``, argparse's own included.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
+import typing
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
+
+USAGE, FAILURE, INTERRUPTED = 2, 1, 130
 
 
 class UsageError(Exception):
-    """A flag or an input the user must fix; the message is the one line to print."""
+    """A flag or an input the user must fix; the message is the one line to print (exit code 2)."""
+
+
+class JobError(RuntimeError):
+    """The work itself failed (exit code 1); the message says why and what to do."""
 
 
 class JobArgumentParser(argparse.ArgumentParser):
@@ -24,22 +38,31 @@ class JobArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def fail(prog: str, message) -> int:
-    """Print ``<prog>: error: <message>`` as one line on stderr; returns the exit code 2."""
+def fail(prog: str, message, code: int = USAGE) -> int:
+    """Print ``<prog>: error: <message>`` as one line on stderr; returns ``code``."""
     text = " ".join(str(message).split())  # no embedded newlines: one line, always
     print(f"{prog}: error: {text}", file=sys.stderr)
-    return 2
+    return code
 
 
-def fail_all(prog: str, problems) -> int:
-    """Print every problem found before the work, one line each; returns the exit code 2."""
-    for problem in problems:
-        fail(prog, problem)
-    return 2
+# ------------------------------------------------------------------------------------------ declaring
+
+def flag(help: str, *, name: Optional[str] = None, aliases: Sequence[str] = (), choices=None,
+         parse: Optional[Callable] = None, metavar=None, group: Optional[str] = None,
+         required: bool = False, cli: bool = True) -> dict:
+    """The metadata of a config field that is a flag: ``field(default=..., metadata=flag("help"))``.
+
+    ``name`` is the flag's spelling when it differs from the field's (the original recipe's names live
+    here only: ``backbone`` is ``--base_architecture``); ``parse`` turns the text into the value (default:
+    from the field's type); ``group`` titles a section of ``--help``; ``cli=False`` keeps a field off the
+    command line.
+    """
+    return {"help": help, "name": name, "aliases": tuple(aliases), "choices": choices, "parse": parse,
+            "metavar": metavar, "group": group, "required": required, "cli": cli}
 
 
 def parse_bool(text: str) -> bool:
-    """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (the style of train.py's flags)."""
+    """``1/0``, ``true/false``, ``yes/no``, ``on/off``."""
     value = str(text).strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -48,48 +71,136 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
 
 
-def parse_scales_flag(text: str) -> Tuple[float, ...]:
-    """``--scales 0.5,0.75,1.0`` -> (0.5, 0.75, 1.0), as an argparse type."""
-    from .inference import parse_scales
+def comma_separated(kind: type) -> Callable[[str], Tuple]:
+    """A parser of ``1,2,4`` into a tuple of ``kind``."""
+    noun = {int: "integers", float: "numbers"}.get(kind, "values")
 
+    def parse(text: str) -> Tuple:
+        try:
+            return tuple(kind(part.strip()) for part in str(text).split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be comma-separated {noun}, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {noun}"  # argparse names the type in its error message
+    return parse
+
+
+def parse_scales(text: str) -> Tuple[float, ...]:
+    """``--scales 0.5,0.75,1.0`` -> (0.5, 0.75, 1.0); refuses empty or non-positive scales."""
+    scales = comma_separated(float)(text)
+    if not scales or any(scale <= 0 for scale in scales):
+        raise argparse.ArgumentTypeError(f"must be positive numbers, got {text!r}")
+    return scales
+
+
+def _parser_for(annotation) -> Tuple[Callable, dict]:
+    """(type, extra add_argument keywords) for a field's annotation."""
+    annotation = _unoptional(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is bool:
+        return parse_bool, {"nargs": "?", "const": True, "metavar": "0|1"}
+    if origin in (tuple, typing.Tuple) and len(args) == 2 and args[1] is Ellipsis:
+        return comma_separated(args[0]), {}
+    if origin in (list, typing.List):
+        return args[0], {"nargs": "+", "action": "extend"}
+    if origin in (tuple, typing.Tuple):  # a fixed number of values, e.g. (height, width)
+        return args[0], {"nargs": len(args)}
+    return annotation, {}
+
+
+def build_parser(config_class, prog: str, description: Optional[str] = None) -> JobArgumentParser:
+    """An argparse parser with one flag per field of ``config_class`` that carries :func:`flag` metadata."""
+    parser = JobArgumentParser(prog=prog, description=description,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    hints = typing.get_type_hints(config_class)
+    groups = {}
+    for field in dataclasses.fields(config_class):
+        meta = field.metadata
+        if "help" not in meta or not meta["cli"]:
+            continue
+        kind, extra = _parser_for(hints[field.name])
+        default = field.default if field.default is not dataclasses.MISSING else (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+        shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
+        help_text = meta["help"] if default in (None, "", ()) or meta["required"] else f"{meta['help']} (default: {shown})"
+        where = parser
+        if meta["group"]:
+            where = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        names = [f"--{meta['name'] or field.name}"] + [f"--{alias}" for alias in meta["aliases"]]
+        options = dict(extra, dest=field.name, type=meta["parse"] or kind, default=default, help=help_text,
+                       choices=meta["choices"], required=meta["required"])
+        if meta["metavar"] or (meta["name"] and "metavar" not in extra):
+            options["metavar"] = meta["metavar"] or meta["name"].upper()
+        where.add_argument(*names, **options)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------- running
+
+def parse_config(config_class, prog: str, argv: Optional[Sequence[str]] = None, description: Optional[str] = None):
+    """The config the command line ``argv`` describes; :class:`UsageError` for a bad flag."""
+    values = vars(build_parser(config_class, prog, description).parse_args(argv))
+    hints = typing.get_type_hints(config_class)
+    for name, value in values.items():  # nargs=N gives a list where the field is a fixed-size tuple
+        if isinstance(value, list) and tuple in (typing.get_origin(hints[name]),
+                                                 typing.get_origin(_unoptional(hints[name]))):
+            values[name] = tuple(value)
+    return config_class(**values)
+
+
+def _unoptional(annotation):
+    if typing.get_origin(annotation) is typing.Union:
+        return next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return annotation
+
+
+def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str]] = None,
+            description: Optional[str] = None, usage_errors: Tuple[type, ...] = ()) -> int:
+    """Parse ``argv`` into ``config_class``, print every ``config.problems()`` (exit 2), then
+    ``work(config)``; one line and exit 2 for a :class:`UsageError` or one of ``usage_errors`` (the
+    job's own "fix this input" errors), 1 for a :class:`JobError` or ``OSError``, 130 when interrupted."""
     try:
-        return tuple(parse_scales(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err).replace("--scales ", "", 1)) from None
+        config = parse_config(config_class, prog, argv, description)
+        problems = [problem for problem in config.problems() if problem]
+        for problem in problems:
+            fail(prog, problem)
+        if problems:
+            return USAGE
+        return work(config) or 0
+    except (UsageError,) + tuple(usage_errors) as err:
+        return fail(prog, err, USAGE)
+    except KeyboardInterrupt as stop:
+        print(f"{prog}: {stop or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
+    except (JobError, OSError) as err:
+        return fail(prog, err, FAILURE)
 
 
-def add_switch(parser: argparse.ArgumentParser, name: str, help_text: str, default: bool = False) -> None:
-    """A boolean flag usable bare (``--flip``) or with a value (``--flip 1``, ``--flip 0``)."""
-    parser.add_argument(f"--{name}", type=parse_bool, nargs="?", const=True, default=default, metavar="0|1",
-                        help=help_text)
-
-
-def open_checkpoint_flag(path) -> Tuple[Path, dict]:
-    """``(file, meta)`` of the checkpoint ``--checkpoint`` names (see ``checkpoint.open_checkpoint``);
-    :class:`UsageError` ``--checkpoint: <why>`` where it cannot be used."""
-    from .checkpoint import CheckpointError, open_checkpoint
-
-    try:
-        return open_checkpoint(path)
-    except CheckpointError as err:
-        raise UsageError(f"--checkpoint: {err}") from None
-
-
-def output_problem(path: Path, flag: str, folder: bool) -> Optional[str]:
+def output_problem(path: Path, flag_name: str, folder: bool) -> Optional[str]:
     """Why ``path`` cannot be written as a folder (``folder``) or a file, or None.
 
     Checked before the work, so that a long evaluation does not end in a traceback at its last step.
     """
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
-        return f"{flag} {path} exists and is not a folder"
+        return f"{flag_name} {path} exists and is not a folder"
     if not folder and path.is_dir():
-        return f"{flag} {path} is a folder"
+        return f"{flag_name} {path} is a folder"
     ancestor = path if folder else path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        return f"{flag} {path}: {ancestor} is a file, not a folder"
+        return f"{flag_name} {path}: {ancestor} is a file, not a folder"
     if not os.access(ancestor, os.W_OK):
-        return f"{flag} {path}: {ancestor} is not writable"
+        return f"{flag_name} {path}: {ancestor} is not writable"
     return None
+
+
+def checkpoint_flag(path, flag_name: str = "--checkpoint"):
+    """The :class:`~deeplab_gluon.checkpoint.Checkpoint` a flag names; :class:`UsageError` ``<flag>: <why>``."""
+    from .checkpoint import Checkpoint, CheckpointError
+
+    try:
+        return Checkpoint.open(path)
+    except CheckpointError as err:
+        raise UsageError(f"{flag_name}: {err}") from None

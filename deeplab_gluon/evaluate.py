@@ -24,22 +24,21 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError
-from .cli import (JobArgumentParser, UsageError, add_switch, fail, fail_all, open_checkpoint_flag, output_problem,
-                  parse_scales_flag)
+from .checkpoint import Checkpoint, CheckpointError
+from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
 from .data import DATASETS
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES
 from .data.palette import VOC_CLASSES, read_label
 from .data.toy import TOY_CLASSES
 from .metrics import ConfusionMatrix
-from .models.resnet_v2 import OUTPUT_STRIDES
+from .models.spec import OUTPUT_STRIDES
 
 PROG = "evaluate"
 NAMED_CLASS_LISTS = {"voc": VOC_CLASSES, "toy": TOY_CLASSES}
@@ -47,34 +46,86 @@ FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
 CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
 
 
+CHECKPOINT_MODE, FOLDER_MODE, BOTH = "checkpoint mode", "folder mode", "both modes"
+
+
 @dataclass
 class EvaluateConfig:
     """Command-line settings of ``python -m deeplab_gluon.evaluate``: checkpoint mode or folder mode."""
-    # checkpoint mode
-    checkpoint: Optional[Path] = None       # a .ckpt file, or a run folder (its latest checkpoint)
-    dataset: Optional[str] = None           # voc, folder or toy; default: the checkpoint's training config
-    data_dir: Optional[Path] = None         # default: the checkpoint's training config
-    split: str = "val"
-    scales: Tuple[float, ...] = (1.0,)
-    flip: bool = False
-    output_stride: Optional[int] = None     # default: the trained one; 8 for an OS16 model needs no retraining
-    gpus: str = ""
-    num_workers: int = 0
-    limit: Optional[int] = None             # only the first N images of the split
-    progress: bool = True
-    # folder mode
-    pred_dir: Optional[Path] = None
-    gt_dir: Optional[Path] = None
-    num_classes: Optional[int] = None       # default: the number of --classes names, else 21 (VOC)
-    classes: Optional[str] = None           # "voc", "toy" or a file with one class name per line
-    ids_file: Optional[Path] = None         # score only these ids (e.g. VOC's val.txt); default: every GT file
-    # both
-    ignore_label: Optional[int] = None      # default: the checkpoint's (checkpoint mode), 255 (folder mode)
-    output: Optional[Path] = None           # the scores as JSON
+
+    checkpoint: Optional[Path] = field(default=None, metadata=flag(
+        "a .ckpt file, or a run folder (its latest checkpoint)", group=CHECKPOINT_MODE))
+    dataset: Optional[str] = field(default=None, metadata=flag(
+        "default: the dataset the checkpoint was trained on", choices=DATASETS, group=CHECKPOINT_MODE))
+    data_dir: Optional[Path] = field(default=None, metadata=flag(
+        "dataset root; default: the checkpoint's", group=CHECKPOINT_MODE))
+    split: str = field(default="val", metadata=flag("split to score", group=CHECKPOINT_MODE))
+    scales: Tuple[float, ...] = field(default=(1.0,), metadata=flag(
+        "comma-separated input scales whose softmaxes are averaged, e.g. 0.5,0.75,1.0,1.25,1.5,1.75",
+        parse=parse_scales, group=CHECKPOINT_MODE))
+    flip: bool = field(default=False, metadata=flag(
+        "also score the left-right mirrored image and average", group=CHECKPOINT_MODE))
+    output_stride: Optional[int] = field(default=None, metadata=flag(
+        "rebuild the network at this output stride (same weights); default: the trained one",
+        choices=OUTPUT_STRIDES, group=CHECKPOINT_MODE))
+    gpus: str = field(default="", metadata=flag(
+        "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts", group=CHECKPOINT_MODE))
+    num_workers: int = field(default=0, metadata=flag("data loading processes", group=CHECKPOINT_MODE))
+    limit: Optional[int] = field(default=None, metadata=flag(
+        "score only the first N images", group=CHECKPOINT_MODE))
+    progress: bool = field(default=True, metadata=flag(
+        "show a progress bar with the running mIoU", group=CHECKPOINT_MODE))
+    pred_dir: Optional[Path] = field(default=None, metadata=flag("predicted label PNGs", group=FOLDER_MODE))
+    gt_dir: Optional[Path] = field(default=None, metadata=flag("ground-truth label PNGs", group=FOLDER_MODE))
+    num_classes: Optional[int] = field(default=None, metadata=flag(
+        "default: number of --classes names, else 21", group=FOLDER_MODE))
+    classes: Optional[str] = field(default=None, metadata=flag(
+        "voc, toy, or a file with one class name per line", group=FOLDER_MODE))
+    ids_file: Optional[Path] = field(default=None, metadata=flag(
+        "score only the ids listed (one per line); default: every ground-truth file", group=FOLDER_MODE))
+    ignore_label: Optional[int] = field(default=None, metadata=flag(
+        "label of void pixels; default: the checkpoint's, else 255", group=BOTH))
+    output: Optional[Path] = field(default=None, metadata=flag(
+        "JSON file for the scores (checkpoint mode default: beside the checkpoint)", aliases=("out_json",),
+        group=BOTH))
 
     @property
     def checkpoint_mode(self) -> bool:
         return self.checkpoint is not None
+
+    def problems(self) -> List[str]:
+        """Every problem with the flags that can be seen without opening files, as one-line messages."""
+        from .devices import parse_devices
+
+        problems = []
+        given = {name for name, value in asdict(self).items() if value is not None}
+        if self.checkpoint_mode:
+            mixed = sorted(given & set(FOLDER_ONLY))
+            if mixed:
+                problems.append(f"--{mixed[0]} belongs to folder mode; with --checkpoint give --dataset/--data_dir")
+            try:
+                parse_devices(self.gpus)
+            except ValueError as err:
+                problems.append(str(err))
+            if self.num_workers < 0:
+                problems.append(f"--num_workers cannot be negative, got {self.num_workers}")
+            if self.limit is not None and self.limit < 1:
+                problems.append(f"--limit must be at least 1, got {self.limit}")
+        else:
+            if self.pred_dir is None or self.gt_dir is None:
+                problems.append("give --checkpoint (score a model) or both --pred_dir and --gt_dir (score PNGs)")
+            mixed = sorted(given & set(CHECKPOINT_ONLY))
+            if mixed:
+                problems.append(f"--{mixed[0]} needs --checkpoint")
+            if self.scales != (1.0,) or self.flip:
+                problems.append("--scales and --flip need --checkpoint")
+            if self.num_classes is not None and self.num_classes < 1:
+                problems.append(f"--num_classes must be positive, got {self.num_classes}")
+        if self.ignore_label is not None and not 0 <= self.ignore_label <= 255:
+            problems.append(f"--ignore_label must be in 0..255, got {self.ignore_label}")
+        if self.output is not None:
+            problems.append(output_problem(self.output, "--output", folder=False))
+        return problems
 
 
 # ---------------------------------------------------------------------------------------------- folder mode
@@ -182,7 +233,7 @@ def default_output_path(checkpoint: Path, split: str, scales: Sequence[float], f
 @dataclass
 class EvaluationPlan:
     """What checkpoint mode will do, resolved and checked before the network is built."""
-    checkpoint: Path
+    checkpoint: Checkpoint
     dataset_name: str
     data_dir: Path
     dataset: object
@@ -200,23 +251,23 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     """
     from .data import EvalTransform, get_dataset
 
-    checkpoint, meta = open_checkpoint_flag(config.checkpoint)
-    model = meta["model"]
+    checkpoint = checkpoint_flag(config.checkpoint)
+    spec, meta = checkpoint.spec, checkpoint.meta
     trained = dict(meta.get("config") or {})
     dataset_name = config.dataset or trained.get("dataset")
     data_dir = config.data_dir or (Path(trained["data_dir"]) if trained.get("data_dir") else None)
     if dataset_name is None or data_dir is None:
-        raise UsageError(f"{checkpoint} does not record its dataset; give --dataset and --data_dir")
+        raise UsageError(f"{checkpoint.path} does not record its dataset; give --dataset and --data_dir")
     if dataset_name not in DATASETS:
         raise UsageError(f"--dataset: the checkpoint's dataset {dataset_name!r} is none of {', '.join(DATASETS)}")
     if not data_dir.is_dir():
         hint = f" (make it with `python scripts/make_toy_data.py --out {data_dir}`)" if dataset_name == "toy" else ""
         raise UsageError(f"--data_dir {data_dir} does not exist{hint}")
-    num_classes = int(model["num_classes"])
+    num_classes = spec.num_classes
     ignore_label = config.ignore_label if config.ignore_label is not None else int(meta.get("ignore_label", 255))
     extra = {}
     if dataset_name == "folder":
-        names = meta.get("classes") or None
+        names = checkpoint.classes or None
         extra = {"num_classes": num_classes, "classes": names if names and len(names) == num_classes else None,
                  "ignore_label": ignore_label}
     try:
@@ -224,16 +275,16 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     except DataError as err:
         raise UsageError(str(err)) from None
     if dataset.num_classes != num_classes:
-        raise UsageError(f"{checkpoint} predicts {num_classes} classes but {dataset_name} dataset {data_dir} "
+        raise UsageError(f"{checkpoint.path} predicts {num_classes} classes but {dataset_name} dataset {data_dir} "
                          f"has {dataset.num_classes}")
-    classes = list(meta.get("classes") or dataset.classes)
+    classes = checkpoint.classes or list(dataset.classes)
     if len(classes) != num_classes:
         classes = list(dataset.classes)
     if config.limit is not None:
         dataset = dataset.take(config.limit)
-    trained_output_stride = int(model.get("output_stride", 16))
+    trained_output_stride = spec.output_stride
     output_stride = config.output_stride or trained_output_stride
-    output = config.output or default_output_path(checkpoint, config.split, config.scales, config.flip,
+    output = config.output or default_output_path(checkpoint.path, config.split, config.scales, config.flip,
                                                   config.output_stride, trained_output_stride, config.limit)
     problem = output_problem(output, "--output", folder=False)
     if problem:
@@ -243,13 +294,12 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
 
 
 def run_checkpoint_mode(config: EvaluateConfig) -> int:
-    from .checkpoint import load_model
     from .devices import parse_devices
     from .inference import evaluate_dataset
 
     ctxs = parse_devices(config.gpus)
     plan = plan_evaluation(config)
-    net, meta = load_model(plan.checkpoint, ctxs, output_stride=plan.output_stride)
+    net = plan.checkpoint.load(ctxs, output_stride=plan.output_stride)
     start = time.time()
     confusion = evaluate_dataset(net, plan.dataset, ctxs, len(plan.classes), plan.ignore_label, config.scales,
                                  config.flip, config.num_workers, progress=config.progress,
@@ -257,8 +307,8 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     seconds = time.time() - start
     summary = confusion.summary(plan.classes)
     report = {
-        "checkpoint": str(plan.checkpoint),
-        "iteration": meta.get("iteration"),
+        "checkpoint": str(plan.checkpoint.path),
+        "iteration": plan.checkpoint.iteration,
         "dataset": plan.dataset_name,
         "data_dir": str(plan.data_dir),
         "split": config.split,
@@ -275,7 +325,7 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     plan.output.write_text(json.dumps(report, indent=1) + "\n")
     print(confusion.table(plan.classes))
     scales = ",".join(f"{s:g}" for s in config.scales)
-    print(f"{plan.checkpoint} (iteration {meta.get('iteration')}) on {plan.dataset_name} {config.split}: "
+    print(f"{plan.checkpoint.path} (iteration {plan.checkpoint.iteration}) on {plan.dataset_name} {config.split}: "
           f"{len(plan.dataset)} images, scales {scales}{', flip' if config.flip else ''}, "
           f"output stride {plan.output_stride}, {seconds:.1f} s; "
           f"pixAcc {100 * (summary['pixAcc'] or 0):.2f}, mIoU {100 * (summary['mIoU'] or 0):.2f}")
@@ -283,89 +333,11 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------- command line
-
-def build_parser() -> JobArgumentParser:
-    import argparse
-
-    parser = JobArgumentParser(prog=f"python -m deeplab_gluon.{PROG}", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    model = parser.add_argument_group("checkpoint mode")
-    model.add_argument("--checkpoint", type=Path, help="a .ckpt file, or a run folder (its latest checkpoint)")
-    model.add_argument("--dataset", choices=DATASETS, help="default: the dataset the checkpoint was trained on")
-    model.add_argument("--data_dir", type=Path, help="dataset root; default: the checkpoint's")
-    model.add_argument("--split", default="val", help="split to score (default: %(default)s)")
-    model.add_argument("--scales", type=parse_scales_flag, default=(1.0,),
-                       help="comma-separated input scales whose softmaxes are averaged, e.g. 0.5,0.75,1.0,1.25,1.5,"
-                            "1.75 (default: 1.0)")
-    add_switch(model, "flip", "also score the left-right mirrored image and average")
-    model.add_argument("--output_stride", type=int, choices=OUTPUT_STRIDES,
-                       help="rebuild the network at this output stride (same weights); default: the trained one")
-    model.add_argument("--gpus", default="", help="GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts")
-    model.add_argument("--num_workers", type=int, default=0, help="data loading processes")
-    model.add_argument("--limit", type=int, help="score only the first N images")
-    add_switch(model, "progress", "show a progress bar with the running mIoU", default=True)
-    folders = parser.add_argument_group("folder mode")
-    folders.add_argument("--pred_dir", type=Path, help="predicted label PNGs")
-    folders.add_argument("--gt_dir", type=Path, help="ground-truth label PNGs")
-    folders.add_argument("--num_classes", type=int, help="default: number of --classes names, else 21")
-    folders.add_argument("--classes", help="voc, toy, or a file with one class name per line")
-    folders.add_argument("--ids_file", type=Path, help="score only the ids listed (one per line)")
-    both = parser.add_argument_group("both modes")
-    both.add_argument("--ignore_label", type=int, help="label of void pixels; default: the checkpoint's, else 255")
-    both.add_argument("--output", "--out_json", dest="output", type=Path,
-                      help="JSON file for the scores (checkpoint mode default: beside the checkpoint)")
-    return parser
-
-
-def parse_args(argv: Optional[Sequence[str]] = None) -> EvaluateConfig:
-    return EvaluateConfig(**vars(build_parser().parse_args(argv)))
-
-
-def validate_config(config: EvaluateConfig) -> List[str]:
-    """Every problem with the flags that can be seen without opening files, as one-line messages."""
-    from .devices import parse_devices
-
-    problems = []
-    given = {name for name, value in asdict(config).items() if value is not None}
-    if config.checkpoint_mode:
-        mixed = sorted(given & set(FOLDER_ONLY))
-        if mixed:
-            problems.append(f"--{mixed[0]} belongs to folder mode; with --checkpoint give --dataset/--data_dir")
-        try:
-            parse_devices(config.gpus)
-        except ValueError as err:
-            problems.append(str(err))
-        if config.num_workers < 0:
-            problems.append(f"--num_workers cannot be negative, got {config.num_workers}")
-        if config.limit is not None and config.limit < 1:
-            problems.append(f"--limit must be at least 1, got {config.limit}")
-    else:
-        if config.pred_dir is None or config.gt_dir is None:
-            problems.append("give --checkpoint (score a model) or both --pred_dir and --gt_dir (score PNGs)")
-        mixed = sorted(given & set(CHECKPOINT_ONLY))
-        if mixed:
-            problems.append(f"--{mixed[0]} needs --checkpoint")
-        if config.scales != (1.0,) or config.flip:
-            problems.append("--scales and --flip need --checkpoint")
-        if config.num_classes is not None and config.num_classes < 1:
-            problems.append(f"--num_classes must be positive, got {config.num_classes}")
-    if config.ignore_label is not None and not 0 <= config.ignore_label <= 255:
-        problems.append(f"--ignore_label must be in 0..255, got {config.ignore_label}")
-    if config.output is not None:
-        problems.append(output_problem(config.output, "--output", folder=False))
-    return [problem for problem in problems if problem]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        config = parse_args(argv)
-        problems = validate_config(config)
-        if problems:
-            return fail_all(PROG, problems)
+    def work(config: EvaluateConfig) -> int:
         return run_checkpoint_mode(config) if config.checkpoint_mode else run_folder_mode(config)
-    except (UsageError, DataError, CheckpointError, OSError) as err:
-        return fail(PROG, err)
+
+    return run_job(PROG, EvaluateConfig, work, argv, __doc__, usage_errors=(DataError, CheckpointError, OSError))
 
 
 if __name__ == "__main__":

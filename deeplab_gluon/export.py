@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -28,8 +28,8 @@ import mxnet as mx
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .cli import JobArgumentParser, UsageError, add_switch, fail, fail_all, open_checkpoint_flag, output_problem
-from .models.resnet_v2 import OUTPUT_STRIDES
+from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
+from .models.spec import OUTPUT_STRIDES, ModelSpec
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "export"
@@ -39,21 +39,49 @@ OUTPUT_NAME = "logits"
 ONNX_HINT = 'pip install "deeplab_gluon[export]" (onnx==1.15.0, onnxruntime==1.18.1)'
 
 
+def _formats(text: str) -> Tuple[str, ...]:
+    parts = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    unknown = [part for part in parts if part not in FORMATS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(FORMATS)} (comma-separated), got {text!r}")
+    return parts
+
+
 @dataclass
 class ExportConfig:
     """Command-line settings of ``python -m deeplab_gluon.export``."""
-    checkpoint: Path                         # a .ckpt file, or a run folder (its latest checkpoint)
-    output_dir: Path
-    output_stride: Optional[int] = None      # default: the trained one
-    formats: Tuple[str, ...] = FORMATS
-    input_size: Tuple[int, int] = (512, 512)  # (height, width) traced; the ONNX input shape with --dynamic 0
-    dynamic: bool = True                     # ONNX: dynamic batch, height and width
-    check: bool = True                       # compare the exports with the Gluon model after writing them
+
+    checkpoint: Optional[Path] = field(default=None, metadata=flag(
+        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
+    output_dir: Optional[Path] = field(default=None, metadata=flag("where the files go (created)", required=True))
+    output_stride: Optional[int] = field(default=None, metadata=flag(
+        "rebuild the network at this output stride (same weights); default: the trained one",
+        choices=OUTPUT_STRIDES))
+    formats: Tuple[str, ...] = field(default=FORMATS, metadata=flag(
+        "symbol, onnx or symbol,onnx", name="format", parse=_formats))
+    input_size: Tuple[int, int] = field(default=(512, 512), metadata=flag(
+        "traced input size; the ONNX input size with --dynamic 0", metavar=("H", "W")))
+    dynamic: bool = field(default=True, metadata=flag("ONNX with dynamic batch, height and width"))
+    check: bool = field(default=True, metadata=flag("run the exports on another size and compare with Gluon"))
+
+    def problems(self) -> List[str]:
+        problems = []
+        if min(self.input_size) < 1:
+            problems.append(f"--input_size must be positive, got {self.input_size[0]} {self.input_size[1]}")
+        problems.append(output_problem(self.output_dir, "--output_dir", folder=True))
+        if "onnx" in self.formats:
+            for package in ("onnx",) + (("onnxruntime",) if self.check else ()):
+                try:
+                    __import__(package)
+                except ImportError:
+                    problems.append(f"--format onnx needs the {package} package: {ONNX_HINT}"
+                                    + ("; or pass --check 0" if package == "onnxruntime" else ""))
+        return problems
 
 
-def export_prefix(model: dict, output_stride: int) -> str:
-    """``deeplabv3_resnet101_v2_aspp_os8`` for a model description."""
-    return f"deeplabv3_{model['backbone']}_{model['head']}_os{output_stride}"
+def export_prefix(spec: ModelSpec) -> str:
+    """``deeplabv3_resnet101_v2_aspp_os8`` for a model spec."""
+    return f"{spec.name}_os{spec.output_stride}"
 
 
 def export_symbol(net: mx.gluon.HybridBlock, prefix: Path, input_shape: Sequence[int]) -> Tuple[Path, Path]:
@@ -140,63 +168,14 @@ def check_shape(input_size: Tuple[int, int], dynamic: bool) -> Tuple[int, int, i
     return (1, 3, height, width) if not dynamic else (2, 3, height + 13, width + 29)
 
 
-# ------------------------------------------------------------------------------------------- command line
-
-def _formats(text: str) -> Tuple[str, ...]:
-    parts = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
-    unknown = [part for part in parts if part not in FORMATS]
-    if unknown or not parts:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(FORMATS)} (comma-separated), got {text!r}")
-    return parts
-
-
-def build_parser() -> JobArgumentParser:
-    parser = JobArgumentParser(prog=f"python -m deeplab_gluon.{PROG}", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a .ckpt file, or a run folder (its latest checkpoint)")
-    parser.add_argument("--output_dir", type=Path, required=True, help="where the files go (created)")
-    parser.add_argument("--output_stride", type=int, choices=OUTPUT_STRIDES,
-                        help="rebuild the network at this output stride (same weights); default: the trained one")
-    parser.add_argument("--format", dest="formats", type=_formats, default=FORMATS,
-                        help="symbol, onnx or symbol,onnx (default)")
-    parser.add_argument("--input_size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
-                        help="traced input size; the ONNX input size with --dynamic 0 (default: 512 512)")
-    add_switch(parser, "dynamic", "ONNX with dynamic batch, height and width (default 1)", default=True)
-    add_switch(parser, "check", "run the exports on another size and compare with Gluon (default 1)", default=True)
-    return parser
-
-
-def parse_args(argv: Optional[Sequence[str]] = None) -> ExportConfig:
-    config = ExportConfig(**vars(build_parser().parse_args(argv)))
-    config.input_size = tuple(config.input_size)
-    return config
-
-
-def validate_config(config: ExportConfig) -> List[str]:
-    problems = []
-    if min(config.input_size) < 1:
-        problems.append(f"--input_size must be positive, got {config.input_size[0]} {config.input_size[1]}")
-    problems.append(output_problem(config.output_dir, "--output_dir", folder=True))
-    if "onnx" in config.formats:
-        for package in ("onnx",) + (("onnxruntime",) if config.check else ()):
-            try:
-                __import__(package)
-            except ImportError:
-                problems.append(f"--format onnx needs the {package} package: {ONNX_HINT}"
-                                + ("; or pass --check 0" if package == "onnxruntime" else ""))
-    return [problem for problem in problems if problem]
-
-
 def run_export(config: ExportConfig) -> int:
-    from .checkpoint import load_model
     from .inference import main_logits
 
-    net, meta = load_model(config.checkpoint, mx.cpu(), output_stride=config.output_stride)
-    checkpoint = Path(meta["path"])
-    output_stride = config.output_stride or int(meta["model"].get("output_stride", 16))
+    checkpoint = checkpoint_flag(config.checkpoint)  # a one-line usage error before any work
+    spec = checkpoint.spec.replace(output_stride=config.output_stride or checkpoint.spec.output_stride)
+    net = checkpoint.load(mx.cpu(), output_stride=spec.output_stride)
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    name = export_prefix(meta["model"], output_stride)
+    name = export_prefix(spec)
     traced = (1, 3) + tuple(config.input_size)
     scratch = None
     symbol_dir = config.output_dir
@@ -213,8 +192,9 @@ def run_export(config: ExportConfig) -> int:
             written.append(onnx_file)
         meta_file = config.output_dir / f"{name}-meta.json"
         meta_file.write_text(json.dumps({
-            "checkpoint": str(checkpoint), "iteration": meta.get("iteration"), "model": meta["model"],
-            "output_stride": output_stride, "classes": meta.get("classes"), "ignore_label": meta.get("ignore_label"),
+            "checkpoint": str(checkpoint.path), "iteration": checkpoint.iteration, "model": spec.to_dict(),
+            "output_stride": spec.output_stride, "classes": checkpoint.classes,
+            "ignore_label": checkpoint.meta.get("ignore_label"),
             "input": {"name": INPUT_NAME, "layout": "NCHW", "channels": "RGB",
                       "normalisation": "(pixel / 255 - mean) / std", "mean": list(IMAGENET_MEAN),
                       "std": list(IMAGENET_STD), "traced_shape": list(traced),
@@ -240,7 +220,7 @@ def run_export(config: ExportConfig) -> int:
                 print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to Gluon {difference:.2e} "
                       f"(logits up to {scale:.3g})")
                 if output.shape != reference.shape or difference > 1e-4 * scale + 1e-4:
-                    raise UsageError(f"the {kind} export differs from the Gluon model by {difference:.3g} "
+                    raise JobError(f"the {kind} export differs from the Gluon model by {difference:.3g} "
                                      f"on a {shape} input; please report this")
     finally:
         if scratch is not None:
@@ -249,15 +229,7 @@ def run_export(config: ExportConfig) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        config = parse_args(argv)
-        problems = validate_config(config)
-        if problems:
-            return fail_all(PROG, problems)
-        config.checkpoint, _ = open_checkpoint_flag(config.checkpoint)  # a one-line error before any work
-        return run_export(config)
-    except (UsageError, CheckpointError, OSError) as err:
-        return fail(PROG, err)
+    return run_job(PROG, ExportConfig, run_export, argv, __doc__, usage_errors=(CheckpointError,))
 
 
 if __name__ == "__main__":

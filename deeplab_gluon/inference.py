@@ -1,7 +1,7 @@
 """Running a trained network on whole images: single scale, multi-scale and flip, over devices."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import mxnet as mx
 import numpy as np
@@ -93,15 +93,3 @@ def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int,
     finally:
         bar.close()
     return confusion
-
-
-def parse_scales(text: str) -> Iterable[float]:
-    """``"0.5,0.75,1.0"`` -> (0.5, 0.75, 1.0); refuses empty or non-positive scales."""
-    try:
-        scales = tuple(float(part) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"--scales must be comma-separated numbers, got {text!r}") from None
-    if not scales or any(scale <= 0 for scale in scales):
-        raise ValueError(f"--scales must be positive numbers, got {text!r}")
-    return scales
-

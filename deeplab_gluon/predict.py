@@ -14,7 +14,6 @@ line: an image path, absolute or relative to the list's folder, or a VOC id, rea
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .checkpoint import CheckpointError
-from .cli import (JobArgumentParser, UsageError, add_switch, fail, open_checkpoint_flag, output_problem,
-                  parse_scales_flag)
-from .models.resnet_v2 import OUTPUT_STRIDES
+from .checkpoint import Checkpoint, CheckpointError
+from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
+from .models.spec import OUTPUT_STRIDES
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
@@ -36,18 +34,50 @@ PROG = "predict"
 @dataclass
 class PredictConfig:
     """Command-line settings of ``python -m deeplab_gluon.predict``."""
-    checkpoint: Path                        # a .ckpt file, or a run folder (its latest checkpoint)
-    input: List[str] = field(default_factory=list)
-    output_dir: Path = Path("predictions")
-    gpus: str = ""
-    scales: Tuple[float, ...] = (1.0,)
-    flip: bool = False
-    output_stride: Optional[int] = None     # default: the trained one
-    save_probs: bool = False
-    limit: Optional[int] = None             # only the first N images
-    overlay_alpha: float = 0.5
-    compare_gt: Optional[Path] = None       # folder of ground-truth label PNGs named <stem>.png
-    progress: bool = True
+
+    checkpoint: Optional[Path] = field(default=None, metadata=flag(
+        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
+    input: List[str] = field(default_factory=list, metadata=flag(
+        "image files, folders of images, or .txt lists of image paths or VOC ids", required=True))
+    output_dir: Optional[Path] = field(default=None, metadata=flag("where the outputs go (created)", required=True))
+    gpus: str = field(default="", metadata=flag("GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts"))
+    scales: Tuple[float, ...] = field(default=(1.0,), metadata=flag(
+        "comma-separated input scales whose softmaxes are averaged", parse=parse_scales))
+    flip: bool = field(default=False, metadata=flag("also predict the mirrored image and average"))
+    output_stride: Optional[int] = field(default=None, metadata=flag(
+        "rebuild the network at this output stride (same weights); default: the trained one",
+        choices=OUTPUT_STRIDES))
+    save_probs: bool = field(default=False, metadata=flag(
+        "also write <stem>_probs.npy, float16 (C, H, W) probabilities"))
+    limit: Optional[int] = field(default=None, metadata=flag("only the first N images"))
+    overlay_alpha: float = field(default=0.5, metadata=flag("weight of the colour mask in <stem>_overlay.jpg"))
+    compare_gt: Optional[Path] = field(default=None, metadata=flag(
+        "folder of ground-truth label PNGs (<stem>.png): also write <stem>_compare.png"))
+    progress: bool = field(default=True, metadata=flag("show a progress bar"))
+
+    def problems(self) -> List[str]:
+        """The problems with the flags themselves, before any file is opened."""
+        from .devices import parse_devices
+
+        problems = []
+        try:
+            parse_devices(self.gpus)
+        except ValueError as err:
+            problems.append(str(err))
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            problems.append(f"--overlay_alpha must lie in [0, 1], got {self.overlay_alpha}")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"--limit must be at least 1, got {self.limit}")
+        problems.append(output_problem(self.output_dir, "--output_dir", folder=True))
+        return problems
+
+
+@dataclass
+class PredictionPlan:
+    """What a prediction run will do, checked before any work: the model, the images, their ground truth."""
+    checkpoint: Checkpoint
+    images: List[Path]
+    ground_truth: Optional[Dict[str, Path]]
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -153,17 +183,16 @@ def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.nda
         side_by_side(image, labels, ground_truth, classes, path=output_dir / f"{stem}_compare.png")
 
 
-def run_prediction(config: PredictConfig, images: Sequence[Path], ground_truth: Optional[Dict[str, Path]]) -> int:
+def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
     from tqdm import tqdm
 
-    from .checkpoint import load_model
     from .data import read_image, read_label
     from .devices import parse_devices
     from .inference import class_map, image_to_batch, predict_labels, predict_probs
 
     ctxs = parse_devices(config.gpus)
-    net, meta = load_model(config.checkpoint, ctxs, output_stride=config.output_stride)
-    classes = list(meta.get("classes") or [])
+    net = plan.checkpoint.load(ctxs, output_stride=config.output_stride)
+    classes, images, ground_truth = plan.checkpoint.classes, plan.images, plan.ground_truth
     config.output_dir.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(images), desc="predict", unit="img", disable=not config.progress, dynamic_ncols=True) as bar:
         for start in range(0, len(images), len(ctxs)):
@@ -192,68 +221,23 @@ def run_prediction(config: PredictConfig, images: Sequence[Path], ground_truth: 
 
 # ------------------------------------------------------------------------------------------ command line
 
-def build_parser() -> JobArgumentParser:
-    parser = JobArgumentParser(prog=f"python -m deeplab_gluon.{PROG}", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a .ckpt file, or a run folder (its latest checkpoint)")
-    parser.add_argument("--input", nargs="+", action="extend", required=True,
-                        help="image files, folders of images, or .txt lists of image paths or VOC ids")
-    parser.add_argument("--output_dir", type=Path, required=True, help="where the outputs go (created)")
-    parser.add_argument("--gpus", default="", help="GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts")
-    parser.add_argument("--scales", type=parse_scales_flag, default=(1.0,),
-                        help="comma-separated input scales whose softmaxes are averaged (default: 1.0)")
-    add_switch(parser, "flip", "also predict the mirrored image and average")
-    parser.add_argument("--output_stride", type=int, choices=OUTPUT_STRIDES,
-                        help="rebuild the network at this output stride (same weights); default: the trained one")
-    add_switch(parser, "save_probs", "also write <stem>_probs.npy, float16 (C, H, W) probabilities")
-    parser.add_argument("--limit", type=int, help="only the first N images")
-    parser.add_argument("--overlay_alpha", type=float, default=0.5,
-                        help="weight of the colour mask in <stem>_overlay.jpg (default: %(default)s)")
-    parser.add_argument("--compare_gt", type=Path,
-                        help="folder of ground-truth label PNGs (<stem>.png): also write <stem>_compare.png")
-    add_switch(parser, "progress", "show a progress bar", default=True)
-    return parser
-
-
-def parse_args(argv: Optional[Sequence[str]] = None) -> PredictConfig:
-    return PredictConfig(**vars(build_parser().parse_args(argv)))
-
-
-def prepare(config: PredictConfig) -> Tuple[List[Path], Optional[Dict[str, Path]]]:
-    """Check every flag and input before any work; returns the images and their ground-truth files."""
-    from .devices import parse_devices
-
-    try:
-        parse_devices(config.gpus)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    if not 0.0 <= config.overlay_alpha <= 1.0:
-        raise UsageError(f"--overlay_alpha must lie in [0, 1], got {config.overlay_alpha}")
-    if config.limit is not None and config.limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {config.limit}")
-    problem = output_problem(config.output_dir, "--output_dir", folder=True)
-    if problem:
-        raise UsageError(problem)
-    config.checkpoint, meta = open_checkpoint_flag(config.checkpoint)
-    if int(meta["model"]["num_classes"]) > 256:
-        raise UsageError(f"{config.checkpoint} predicts {meta['model']['num_classes']} classes; "
+def prepare(config: PredictConfig) -> PredictionPlan:
+    """Open the checkpoint and every input before any work; :class:`UsageError` naming the first problem."""
+    checkpoint = checkpoint_flag(config.checkpoint)
+    if checkpoint.spec.num_classes > 256:
+        raise UsageError(f"{checkpoint.path} predicts {checkpoint.spec.num_classes} classes; "
                          f"palette PNGs hold at most 256")
     images = collect_inputs(config.input)
     if config.limit is not None:
         images = images[:config.limit]
     check_output_names(images, config.output_dir)
     ground_truth = ground_truth_files(images, config.compare_gt) if config.compare_gt is not None else None
-    return images, ground_truth
+    return PredictionPlan(checkpoint, images, ground_truth)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        config = parse_args(argv)
-        images, ground_truth = prepare(config)
-        return run_prediction(config, images, ground_truth)
-    except (UsageError, DataError, CheckpointError, OSError) as err:
-        return fail(PROG, err)
+    return run_job(PROG, PredictConfig, lambda config: run_prediction(config, prepare(config)), argv, __doc__,
+                   usage_errors=(DataError, CheckpointError, OSError))
 
 
 if __name__ == "__main__":

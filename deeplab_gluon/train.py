@@ -1,265 +1,238 @@
 """``train.py``: the training job's configuration, its command line, and the checks run before any work.
 
 The flags of the original TensorFlow recipe keep their names and meaning (``--base_architecture
-resnet_v2_101``, ``--aspp_or_vortex 1|2``, ``--freeze_batch_norm 0|1``, ``--resume -1`` ...).
+resnet_v2_101``, ``--aspp_or_vortex 1|2``, ``--freeze_batch_norm 0|1``, ``--resume -1`` ...); they are
+spelled that way on the command line only, the fields (and the library) say ``backbone``, ``head``,
+``freeze_bn``.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .cli import JobArgumentParser, UsageError, fail, fail_all, parse_bool
-from .data import DATASETS
-from .models.resnet_v2 import OUTPUT_STRIDES
+from .cli import flag, output_problem, run_job
+from .data import DATASETS, TRAIN_SPLITS, dataset_classes
+from .models.spec import HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
 LR_POLICIES = ("poly", "step")
 KVSTORES = ("device", "local", "dist_sync", "dist_device_sync", "dist_async")
+DATA, MODEL, OPTIMISATION, DEVICES, RUN = "data", "model", "optimisation", "devices", "run"
+
+
+def parse_head(text: str) -> str:
+    """``--aspp_or_vortex``: 1 or ``aspp`` is ASPP, 2 or ``vortex`` is Vortex Pooling."""
+    value = {"1": "aspp", "2": "vortex"}.get(str(text).strip(), str(text).strip().lower())
+    if value not in HEADS:
+        raise argparse.ArgumentTypeError(f"expected 1 (ASPP) or 2 (Vortex Pooling), got {text!r}")
+    return value
 
 
 @dataclass
 class TrainConfig:
     """Everything one training run needs; stored in every checkpoint."""
 
-    # data
-    dataset: str = "voc"
-    data_dir: str = "VOCdevkit_aug"
-    train_split: str = "train_aug"
-    val_split: str = "val"
-    num_classes: int = 0                   # 0: the dataset's own (21 for VOC, 5 for toy)
-    ignore_label: int = 255
-    crop_size: int = 513
-    scale_range: Tuple[float, ...] = (0.5, 2.0)   # random rescaling of training images
-    num_workers: int = 2
-    skip_bad_samples: bool = True
-    # model
-    base_architecture: str = "resnet_v2_101"
-    pre_trained_model: str = ""            # model-zoo resnetXX_v2 .params for the backbone
-    output_stride: int = 16
-    aspp_or_vortex: int = 1                # 1: ASPP, 2: Vortex Pooling
-    vortex_module: str = "A"
-    multi_grid: Tuple[int, ...] = ()
-    aux: bool = False
-    aux_weight: float = 0.4
-    freeze_batch_norm: bool = False
-    syncbn: bool = False
-    init_from: str = ""                    # checkpoint (or run folder) to take weights from, e.g. phase 1
-    load_backbone_only: bool = False
-    # optimisation
-    batch_size: int = 16
-    initial_learning_rate: float = 7e-3
-    lr_policy: str = "poly"
-    lr_power: float = 0.9
-    lr_steps: Tuple[float, ...] = (0.5, 0.75)   # step policy: fractions of max_iter where lr drops 10x
-    head_lr_mult: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    max_iter: int = 0                      # total iterations; 0: train_epochs decides
-    train_epochs: int = 0
-    # devices
-    gpus: str = ""
-    kvstore: str = "device"
-    # run
-    output_dir: str = "runs/deeplab"
-    resume: str = "-1"                     # -1: fresh; last; an epoch number; a checkpoint path
-    val_every: int = 1                     # epochs between validations; 0: only at the end
-    log_every: int = 10
-    checkpoint_every: int = 0              # iterations between checkpoints; 0: at the end of each epoch
-    keep_checkpoints: int = 3
-    seed: int = 0
-    deterministic: bool = False
-    max_bad_steps: int = 5                 # consecutive non-finite losses before training stops
-    progress: bool = True
+    dataset: str = field(default="voc", metadata=flag(
+        "voc (VOCdevkit_aug), folder (images/ + labels/) or toy (synthetic shapes, generated if absent)",
+        choices=DATASETS, group=DATA))
+    data_dir: str = field(default="VOCdevkit_aug", metadata=flag("dataset root", group=DATA))
+    train_split: str = field(default="", metadata=flag(
+        "split to train on; default: the dataset's own (VOC: train_aug, toy and folder: train)", group=DATA))
+    val_split: str = field(default="val", metadata=flag("split to validate on", group=DATA))
+    num_classes: int = field(default=0, metadata=flag("number of classes; 0 takes the dataset's own", group=DATA))
+    ignore_label: int = field(default=255, metadata=flag("label value that marks pixels to ignore", group=DATA))
+    crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA))
+    scale_range: Tuple[float, ...] = field(default=(0.5, 2.0), metadata=flag(
+        "random rescaling of training images before the crop: min,max", group=DATA))
+    num_workers: int = field(default=2, metadata=flag("data loading processes", group=DATA))
+    skip_bad_samples: bool = field(default=True, metadata=flag(
+        "log an unreadable sample once and go on instead of stopping", group=DATA))
+
+    backbone: str = field(default="resnet101_v2", metadata=flag(
+        "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted)", name="base_architecture", group=MODEL))
+    pretrained_backbone: str = field(default="", metadata=flag(
+        "model-zoo resnetXX_v2 .params file for the backbone (ImageNet weights)", name="pre_trained_model",
+        group=MODEL))
+    output_stride: int = field(default=16, metadata=flag("8, 16 or 32", choices=OUTPUT_STRIDES, group=MODEL))
+    head: str = field(default="aspp", metadata=flag(
+        "1: ASPP head, 2: Vortex Pooling head", name="aspp_or_vortex", parse=parse_head, metavar="1|2",
+        group=MODEL))
+    vortex_module: str = field(default="A", metadata=flag(
+        "Vortex Pooling module A (independent poolings) or B (cascaded)", choices=VORTEX_MODULES, group=MODEL))
+    multi_grid: Tuple[int, ...] = field(default=(), metadata=flag(
+        "unit rates of the last stage's blocks, e.g. 1,2,4", group=MODEL))
+    aux: bool = field(default=False, metadata=flag("add the auxiliary FCN head on stage 3", group=MODEL))
+    aux_weight: float = field(default=0.4, metadata=flag("weight of the auxiliary loss", group=MODEL))
+    freeze_bn: bool = field(default=False, metadata=flag(
+        "1: BatchNorm uses stored statistics and gamma/beta do not learn", name="freeze_batch_norm", group=MODEL))
+    syncbn: bool = field(default=False, metadata=flag("synchronise BatchNorm statistics across devices", group=MODEL))
+    init_from: str = field(default="", metadata=flag(
+        "checkpoint (or run folder: its latest checkpoint) whose weights start this run", group=MODEL))
+    load_backbone_only: bool = field(default=False, metadata=flag(
+        "with --init_from: take only the backbone's weights (e.g. for another class count)", group=MODEL))
+
+    batch_size: int = field(default=16, metadata=flag(
+        "images per iteration over all devices of this worker", group=OPTIMISATION))
+    learning_rate: float = field(default=7e-3, metadata=flag(
+        "base learning rate", name="initial_learning_rate", group=OPTIMISATION))
+    lr_policy: str = field(default="poly", metadata=flag(
+        "poly: lr*(1-it/max_iter)^power; step: lr/10 at --lr_steps fractions of max_iter", choices=LR_POLICIES,
+        group=OPTIMISATION))
+    lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION))
+    lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
+        "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION))
+    head_lr_mult: float = field(default=1.0, metadata=flag(
+        "learning-rate multiplier for the heads (e.g. 10)", group=OPTIMISATION))
+    momentum: float = field(default=0.9, metadata=flag("SGD momentum", group=OPTIMISATION))
+    weight_decay: float = field(default=1e-4, metadata=flag("L2 weight decay", group=OPTIMISATION))
+    max_iter: int = field(default=0, metadata=flag(
+        "total iterations (0: --train_epochs decides)", group=OPTIMISATION))
+    train_epochs: int = field(default=0, metadata=flag("epochs, used when --max_iter is 0", group=OPTIMISATION))
+
+    gpus: str = field(default="", metadata=flag(
+        "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts", group=DEVICES))
+    kvstore: str = field(default="device", metadata=flag(
+        "gradient reduction: device, local, dist_sync, dist_device_sync, dist_async", choices=KVSTORES,
+        group=DEVICES))
+
+    output_dir: str = field(default="runs/deeplab", metadata=flag(
+        "where checkpoints, log.jsonl and curves.png go", group=RUN))
+    resume: str = field(default="-1", metadata=flag(
+        "-1: fresh run; last: newest checkpoint in output_dir (fresh if there is none); N: the end of epoch N; "
+        "or a checkpoint file", group=RUN))
+    val_every: int = field(default=1, metadata=flag("validate every N epochs (0: only at the end)", group=RUN))
+    log_every: int = field(default=10, metadata=flag("iterations between log lines", group=RUN))
+    checkpoint_every: int = field(default=0, metadata=flag(
+        "iterations between checkpoints (0: at the end of each epoch)", group=RUN))
+    keep_checkpoints: int = field(default=3, metadata=flag("how many recent checkpoints to keep", group=RUN))
+    seed: int = field(default=0, metadata=flag(
+        "seed of data order, augmentation, initialisation and dropout", group=RUN))
+    deterministic: bool = field(default=False, metadata=flag(
+        "GPU: deterministic cuDNN algorithms only, no autotuning (slower); CPU runs are already repeatable",
+        group=RUN))
+    max_bad_steps: int = field(default=5, metadata=flag(
+        "stop after this many consecutive non-finite losses", group=RUN))
+    progress: bool = field(default=True, metadata=flag("show a progress bar", group=RUN))
 
     @property
-    def head(self) -> str:
-        return "aspp" if self.aspp_or_vortex == 1 else "vortex"
+    def training_split(self) -> str:
+        """``train_split``, or the dataset's own training split when it is not given."""
+        return self.train_split or TRAIN_SPLITS[self.dataset]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def problems(self) -> List[str]:
+        """Every problem that can be seen before any work starts, as one-line messages."""
+        from .devices import parse_devices
+        from .models.backbones import canonical_backbone
 
-def _ints(text: str) -> Tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        problems = []
 
+        def check(condition, message):
+            if not condition:
+                problems.append(message)
 
-def _floats(text: str) -> Tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in str(text).split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-HELP = {
-    "dataset": "voc (VOCdevkit_aug), folder (images/ + labels/) or toy (synthetic shapes, generated if absent)",
-    "data_dir": "dataset root",
-    "train_split": "split to train on (VOC: train, train_aug, trainval)",
-    "val_split": "split to validate on",
-    "num_classes": "number of classes; 0 takes the dataset's own",
-    "ignore_label": "label value that marks pixels to ignore",
-    "crop_size": "training crop side in pixels",
-    "scale_range": "random rescaling of training images before the crop: min,max",
-    "num_workers": "data loading processes",
-    "skip_bad_samples": "log an unreadable sample once and go on instead of stopping (0/1)",
-    "base_architecture": "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted)",
-    "pre_trained_model": "model-zoo resnetXX_v2 .params file for the backbone (ImageNet weights)",
-    "output_stride": "8, 16 or 32",
-    "aspp_or_vortex": "1: ASPP head, 2: Vortex Pooling head",
-    "vortex_module": "Vortex Pooling module A (independent poolings) or B (cascaded)",
-    "multi_grid": "unit rates of the last stage's blocks, e.g. 1,2,4",
-    "aux": "add the auxiliary FCN head on stage 3 (0/1)",
-    "aux_weight": "weight of the auxiliary loss",
-    "freeze_batch_norm": "1: BatchNorm uses stored statistics and gamma/beta do not learn",
-    "syncbn": "synchronise BatchNorm statistics across devices (0/1)",
-    "init_from": "checkpoint (or run folder: its latest checkpoint) whose weights start this run",
-    "load_backbone_only": "with --init_from/--resume: take only the backbone's weights (0/1)",
-    "batch_size": "images per iteration over all devices of this worker",
-    "initial_learning_rate": "base learning rate",
-    "lr_policy": "poly: lr*(1-it/max_iter)^power; step: lr/10 at --lr_steps fractions of max_iter",
-    "lr_power": "power of the poly policy",
-    "lr_steps": "step policy: fractions of max_iter, e.g. 0.5,0.75",
-    "head_lr_mult": "learning-rate multiplier for the heads (e.g. 10)",
-    "momentum": "SGD momentum",
-    "weight_decay": "L2 weight decay",
-    "max_iter": "total iterations (0: --train_epochs decides)",
-    "train_epochs": "epochs, used when --max_iter is 0",
-    "gpus": "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts",
-    "kvstore": "gradient reduction: device, local, dist_sync, dist_device_sync, dist_async",
-    "output_dir": "where checkpoints, log.jsonl and curves.png go",
-    "resume": "-1: fresh run; last: newest checkpoint in output_dir; N: the end of epoch N; or a checkpoint path",
-    "val_every": "validate every N epochs (0: only at the end)",
-    "log_every": "iterations between log lines",
-    "checkpoint_every": "iterations between checkpoints (0: at the end of each epoch)",
-    "keep_checkpoints": "how many recent checkpoints to keep",
-    "seed": "seed of data order, augmentation, initialisation and dropout",
-    "deterministic": "ask MXNet for deterministic kernels (slower on GPU)",
-    "max_bad_steps": "stop after this many consecutive non-finite losses",
-    "progress": "show a progress bar (0/1)",
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per :class:`TrainConfig` field, typed from the field's default."""
-    parser = JobArgumentParser(prog=PROG, description="Train DeepLabV3 (ASPP or Vortex Pooling).",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    choices = {"dataset": DATASETS, "lr_policy": LR_POLICIES, "kvstore": KVSTORES, "aspp_or_vortex": (1, 2),
-               "output_stride": OUTPUT_STRIDES, "vortex_module": ("A", "B")}
-    for spec in dataclasses.fields(TrainConfig):
-        default = spec.default
-        if isinstance(default, bool):
-            kind = parse_bool
-        elif spec.name == "multi_grid":
-            kind = _ints
-        elif spec.name in ("lr_steps", "scale_range"):
-            kind = _floats
+        try:
+            canonical_backbone(self.backbone)
+        except ValueError as err:
+            problems.append(f"--base_architecture: {err}")
+        try:
+            devices = parse_devices(self.gpus)
+        except ValueError as err:
+            problems.append(str(err))
+            devices = []
+        check(self.batch_size >= max(1, len(devices)),
+              f"--batch_size {self.batch_size} must be at least the number of devices ({len(devices)})")
+        check(self.crop_size >= self.output_stride,
+              f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
+        check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
+        known = dataset_classes(self.dataset)
+        if known and 0 < self.num_classes < len(known):
+            problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "
+                            f"{self.dataset} dataset, whose labels would be clipped; pass 0 (the dataset's) or more")
+        check(0 <= self.ignore_label <= 255, f"--ignore_label must be in 0..255, got {self.ignore_label}")
+        if self.max_iter < 0 or self.train_epochs < 0:
+            problems.append("--max_iter and --train_epochs cannot be negative")
         else:
-            kind = type(default)
-        parser.add_argument(f"--{spec.name}", type=kind, default=default, choices=choices.get(spec.name),
-                            help=HELP[spec.name])
-    return parser
+            check(self.max_iter > 0 or self.train_epochs > 0, "give --max_iter or --train_epochs (both are 0)")
+        check(math.isfinite(self.learning_rate) and self.learning_rate > 0,
+              f"--initial_learning_rate must be a positive number, got {self.learning_rate}")
+        check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
+        check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+              f"--weight_decay cannot be negative, got {self.weight_decay}")
+        check(self.lr_power > 0, f"--lr_power must be positive, got {self.lr_power}")
+        check(all(0 < step < 1 for step in self.lr_steps), f"--lr_steps must be fractions in (0, 1), got {self.lr_steps}")
+        check(len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1],
+              f"--scale_range must be min,max with 0 < min <= max, got {self.scale_range}")
+        check(self.head_lr_mult > 0, f"--head_lr_mult must be positive, got {self.head_lr_mult}")
+        check(self.aux_weight >= 0, f"--aux_weight cannot be negative, got {self.aux_weight}")
+        check(self.num_workers >= 0, f"--num_workers cannot be negative, got {self.num_workers}")
+        check(self.val_every >= 0 and self.log_every >= 1 and self.checkpoint_every >= 0,
+              "--val_every and --checkpoint_every must be >= 0 and --log_every >= 1")
+        check(self.keep_checkpoints >= 1, f"--keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
+        check(self.max_bad_steps >= 1, f"--max_bad_steps must be at least 1, got {self.max_bad_steps}")
+        check(all(rate >= 1 for rate in self.multi_grid), f"--multi_grid rates must be >= 1, got {self.multi_grid}")
+        check(not (self.syncbn and self.freeze_bn), "--syncbn and --freeze_batch_norm 1 exclude each other")
+        check(not (self.load_backbone_only and not self.init_from),
+              "--load_backbone_only 1 applies to --init_from (a resumed run continues with all its weights); "
+              "to start from this run's backbone, pass --init_from <its folder> with a new --output_dir")
+        problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
+        if self.dataset != "toy":
+            check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
+        if self.pretrained_backbone:
+            check(Path(self.pretrained_backbone).is_file(),
+                  f"--pre_trained_model {self.pretrained_backbone} does not exist")
+        if self.init_from:
+            check(Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
+        problems.extend(self._resume_problems())
+        return problems
+
+    def _resume_problems(self) -> List[str]:
+        from .checkpoint import Checkpoint, CheckpointError
+
+        resume = str(self.resume).strip()
+        if resume in ("-1", "last") or resume.isdigit():
+            return []
+        if not Path(resume).is_file():
+            return [f"--resume {resume}: no such checkpoint (use -1, last, an epoch number or a file)"]
+        try:
+            Checkpoint.read(resume)
+        except CheckpointError as err:
+            return [f"--resume: {err}"]
+        return []
 
 
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    return TrainConfig(**vars(args))
+    """The :class:`TrainConfig` of a ``train.py`` command line; ``UsageError`` for a bad flag."""
+    from .cli import parse_config as parse
+
+    return parse(TrainConfig, PROG, argv, "Train DeepLabV3 (ASPP or Vortex Pooling).")
 
 
-def validate_config(config: TrainConfig) -> List[str]:
-    """Every problem with ``config`` that can be seen before any work starts, as one-line messages."""
-    from .checkpoint import CheckpointError, read_meta
-    from .devices import parse_devices
-    from .models import parse_backbone
+def train(config: TrainConfig) -> int:
+    """Run the training ``config`` describes and print its final scores."""
+    if config.deterministic:
+        # cuDNN reads these when each convolution first runs, which is after this point
+        os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
+        os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] = "0"
+    from .trainer import run_training
 
-    problems = []
-
-    def check(condition, message):
-        if not condition:
-            problems.append(message)
-
-    try:
-        parse_backbone(config.base_architecture)
-    except ValueError as err:
-        problems.append(f"--base_architecture: {err}")
-    try:
-        devices = parse_devices(config.gpus)
-    except ValueError as err:
-        problems.append(str(err))
-        devices = []
-    check(config.batch_size >= max(1, len(devices)),
-          f"--batch_size {config.batch_size} must be at least the number of devices ({len(devices)})")
-    check(config.crop_size >= config.output_stride,
-          f"--crop_size {config.crop_size} is smaller than --output_stride {config.output_stride}")
-    check(config.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {config.num_classes}")
-    check(0 <= config.ignore_label <= 255, f"--ignore_label must be in 0..255, got {config.ignore_label}")
-    check(config.max_iter > 0 or config.train_epochs > 0, "give --max_iter or --train_epochs (both are 0)")
-    check(config.max_iter >= 0 and config.train_epochs >= 0, "--max_iter and --train_epochs cannot be negative")
-    check(config.initial_learning_rate > 0, f"--initial_learning_rate must be positive, got {config.initial_learning_rate}")
-    check(0 <= config.momentum < 1, f"--momentum must be in [0, 1), got {config.momentum}")
-    check(config.weight_decay >= 0, f"--weight_decay cannot be negative, got {config.weight_decay}")
-    check(config.lr_power > 0, f"--lr_power must be positive, got {config.lr_power}")
-    check(all(0 < step < 1 for step in config.lr_steps), f"--lr_steps must be fractions in (0, 1), got {config.lr_steps}")
-    check(len(config.scale_range) == 2 and 0 < config.scale_range[0] <= config.scale_range[1],
-          f"--scale_range must be min,max with 0 < min <= max, got {config.scale_range}")
-    check(config.head_lr_mult > 0, f"--head_lr_mult must be positive, got {config.head_lr_mult}")
-    check(config.aux_weight >= 0, f"--aux_weight cannot be negative, got {config.aux_weight}")
-    check(config.num_workers >= 0, f"--num_workers cannot be negative, got {config.num_workers}")
-    check(config.val_every >= 0 and config.log_every >= 1 and config.checkpoint_every >= 0,
-          "--val_every and --checkpoint_every must be >= 0 and --log_every >= 1")
-    check(config.keep_checkpoints >= 1, f"--keep_checkpoints must be at least 1, got {config.keep_checkpoints}")
-    check(config.max_bad_steps >= 1, f"--max_bad_steps must be at least 1, got {config.max_bad_steps}")
-    check(all(rate >= 1 for rate in config.multi_grid), f"--multi_grid rates must be >= 1, got {config.multi_grid}")
-    check(not (config.syncbn and config.freeze_batch_norm), "--syncbn and --freeze_batch_norm 1 exclude each other")
-    if config.dataset != "toy":
-        check(Path(config.data_dir).is_dir(), f"--data_dir {config.data_dir} does not exist")
-    if config.pre_trained_model:
-        check(Path(config.pre_trained_model).is_file(), f"--pre_trained_model {config.pre_trained_model} does not exist")
-    if config.init_from:
-        check(Path(config.init_from).exists(), f"--init_from {config.init_from} does not exist")
-    resume = str(config.resume).strip()
-    if resume not in ("-1", "last") and not resume.isdigit():
-        if not Path(resume).is_file():
-            problems.append(f"--resume {resume}: no such checkpoint (use -1, last, an epoch number or a file)")
-        else:
-            try:
-                read_meta(resume)
-            except CheckpointError as err:
-                problems.append(f"--resume: {err}")
-    return problems
+    summary = run_training(config)
+    final = summary.get("final")
+    if final and final.get("mIoU") is not None:
+        print(f"done: iteration {summary['iteration']}, pixAcc {final['pixAcc']:.4f}, mIoU {final['mIoU']:.4f}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        config = parse_config(argv)
-    except UsageError as err:
-        return fail(PROG, err)
-    problems = validate_config(config)
-    if problems:
-        return fail_all(PROG, problems)
-    if config.deterministic:
-        os.environ.setdefault("MXNET_ENFORCE_DETERMINISM", "1")
-        os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", "0")
-    from .trainer import TrainingError, run_training
-
-    try:
-        summary = run_training(config)
-    except TrainingError as err:
-        fail(PROG, err)
-        return 1
-    except KeyboardInterrupt as stop:
-        print(f"train.py: {stop}", file=sys.stderr)
-        return 130
-    if summary.get("final"):
-        final = summary["final"]
-        print(f"done: iteration {summary['iteration']}, pixAcc {final['pixAcc']:.4f}, mIoU {final['mIoU']:.4f}")
-    return 0
+    return run_job(PROG, TrainConfig, train, argv, "Train DeepLabV3 (ASPP or Vortex Pooling).")
 
 
 if __name__ == "__main__":

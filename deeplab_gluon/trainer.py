@@ -1,36 +1,43 @@
-"""The training loop: data-parallel SGD over devices, validation, crash-safe checkpoints and resume.
+"""The training run: data-parallel SGD over devices, validation, crash-safe checkpoints and resume.
 
-:class:`SegmentationTrainer` owns the network, the Gluon ``Trainer`` and one optimisation step;
-:func:`run_training` drives a whole run from a :class:`~deeplab_gluon.train.TrainConfig`.
+:func:`run_training` reads top to bottom: where to start, the data, the network and its trainer, then
+the loop (set lr -> step -> log -> validate? -> checkpoint? -> stop?). :class:`SegmentationTrainer`
+owns the network's optimiser and one data-parallel step.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, List, Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .checkpoint import (CheckpointError, checkpoint_name, find_checkpoint, latest_checkpoint, list_checkpoints, load_checkpoint,
-                         prune_checkpoints, read_meta, save_checkpoint)
+from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
+from .cli import JobError
 from .devices import parse_devices
 from .loss import SegmentationLoss, count_valid
-from .models import batchnorm_layers, build_model, parse_backbone
+from .models import ModelSpec, build_model
+from .models.deeplab import batchnorm_layers
 from .runlog import RunLog, plot_curves
-
 
 STEP_STATS_KEY = 10_000_000  # kvstore key for per-step sums; the Trainer's own keys are 0..len(params)-1
 
 
-class TrainingError(RuntimeError):
+class TrainingError(JobError):
     """A run cannot start or go on; the message says why and what to do."""
+
+
+class DivergedError(TrainingError):
+    """Too many non-finite losses in a row."""
 
 
 def make_lr_schedule(policy: str, base_lr: float, max_iter: int, power: float = 0.9, steps=(0.5, 0.75)):
@@ -45,13 +52,6 @@ def make_lr_schedule(policy: str, base_lr: float, max_iter: int, power: float = 
     return mx.lr_scheduler.MultiFactorScheduler(step=milestones, factor=0.1, base_lr=base_lr)
 
 
-def describe_model(config, num_classes: int) -> dict:
-    """What a checkpoint records about its network; enough to rebuild it without the config."""
-    return {"backbone": f"resnet{parse_backbone(config.base_architecture)}_v2", "head": config.head,
-            "num_classes": num_classes, "aux": bool(config.aux), "output_stride": config.output_stride,
-            "multi_grid": list(config.multi_grid), "vortex_module": config.vortex_module}
-
-
 class SegmentationTrainer:
     """One network, its optimiser, and the data-parallel training step.
 
@@ -60,7 +60,7 @@ class SegmentationTrainer:
     devices or workers is the step one device would take on the whole batch.
     """
 
-    def __init__(self, net, ctxs, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
+    def __init__(self, net, ctxs, *, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                  ignore_label: int = 255, aux_weight: float = 0.0, head_lr_mult: float = 1.0,
                  kvstore="device", seed: int = 0, max_bad_steps: int = 5):
         self.net, self.ctxs = net, list(ctxs)
@@ -123,7 +123,7 @@ class SegmentationTrainer:
                     copy.copyto(data)
             self.bad_steps += 1
             if self.bad_steps >= self.max_bad_steps:
-                raise TrainingError(f"{self.bad_steps} non-finite losses in a row (last at iteration "
+                raise DivergedError(f"{self.bad_steps} non-finite losses in a row (last at iteration "
                                     f"{self.iteration}); stopping with the last checkpoint intact. "
                                     f"Lower --initial_learning_rate or check the data")
             return float("nan")
@@ -155,120 +155,132 @@ class SegmentationTrainer:
                 param.set_data(mx.nd.add_n(*[c.as_in_context(mx.cpu()) for c in copies]) / len(copies))
 
 
-def _resolve_checkpoint(spec: str, folder: Path) -> Optional[Path]:
-    """The checkpoint that ``--resume`` / ``--init_from`` names, or None for a fresh run."""
-    spec = str(spec).strip()
-    if spec in ("", "-1"):
-        return None
-    if spec == "last":
-        found = latest_checkpoint(folder)
-        if found is None:
-            raise TrainingError(f"--resume last: no complete checkpoint in {folder}")
-        return found
-    if spec.isdigit():
-        epoch = int(spec)
-        for path in reversed(list_checkpoints(folder)):
-            meta = read_meta(path)
-            if meta.get("end_of_epoch") and meta.get("epoch") == epoch:
-                return path
-        raise TrainingError(f"--resume {epoch}: no checkpoint from the end of epoch {epoch} in {folder} "
-                            f"(kept: {[p.name for p in list_checkpoints(folder)]})")
+# ------------------------------------------------------------------------------------ the run's steps
+
+@dataclass
+class StartingPoint:
+    """Where a run starts: a checkpoint of this run to resume, or one to take weights from, or neither."""
+    resume: Optional[Checkpoint] = None
+    init: Optional[Checkpoint] = None
+    note: str = "fresh"
+
+
+def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> StartingPoint:
+    """Resolve ``--resume`` (``-1``, ``last``, an epoch number, a file) and ``--init_from`` (a file or a
+    run folder, never an epoch) against this run's ``checkpoint_dir``."""
+    resume = str(resume).strip()
     try:
-        return find_checkpoint(spec)
+        if resume in ("", "-1"):
+            if list_checkpoints(checkpoint_dir):
+                raise TrainingError(f"{checkpoint_dir} already holds checkpoints: pass --resume last to continue "
+                                    f"that run, or choose another --output_dir")
+            found, note = None, "fresh"
+        elif resume == "last":
+            found = Checkpoint.latest(checkpoint_dir)
+            note = f"--resume last: no checkpoint in {checkpoint_dir} yet, starting fresh" if found is None else ""
+        elif resume.isdigit():
+            found, note = Checkpoint.of_epoch(checkpoint_dir, int(resume)), ""
+        else:
+            found, note = Checkpoint.open(resume), ""
+        if found is not None:
+            return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
+        if init_from:
+            init = Checkpoint.open(init_from)
+            return StartingPoint(init=init, note=f"weights from {init.path}")
+        return StartingPoint(note=note)
     except CheckpointError as err:
         raise TrainingError(str(err)) from None
 
 
-def _build_datasets(config):
-    from .data import EvalTransform, TrainTransform, get_dataset, make_toy_dataset
+@dataclass
+class TrainingData:
+    """The datasets of a run and the lengths they imply."""
+    train_set: object
+    val_set: Optional[object]
+    transform: object
+    classes: List[str]
+    iterations_per_epoch: int
+    max_iter: int
+
+
+def load_data(config, num_workers: int = 1) -> TrainingData:
+    """The training and validation sets ``config`` names (the toy set is written when absent)."""
+    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset
+    from .data.loader import iterations_per_epoch
 
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
         print(f"generating the toy dataset in {config.data_dir}")
         make_toy_dataset(config.data_dir, seed=0)
-    extra = {}
-    if config.dataset == "folder":
-        extra = {"num_classes": config.num_classes, "ignore_label": config.ignore_label}
-    train_set = get_dataset(config.dataset, config.data_dir, config.train_split, **extra)
-    val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
-        if config.val_split else None
+    extra = {"num_classes": config.num_classes, "ignore_label": config.ignore_label} if config.dataset == "folder" else {}
+    try:
+        train_set = get_dataset(config.dataset, config.data_dir, config.training_split, **extra)
+        val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
+            if config.val_split else None
+    except DataError as err:
+        raise TrainingError(str(err)) from None
+    per_epoch = iterations_per_epoch(len(train_set), config.batch_size, num_workers)
+    if per_epoch == 0:
+        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of {config.batch_size}"
+                            + (f" per worker over {num_workers} workers" if num_workers > 1 else ""))
     transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
                                ignore_label=config.ignore_label)
-    return train_set, val_set, transform
+    return TrainingData(train_set, val_set, transform, list(train_set.classes), per_epoch,
+                        config.max_iter or config.train_epochs * per_epoch)
+
+
+def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int) -> bool:
+    """At the last iteration, and at the end of every ``val_every``-th epoch (``val_every`` 0: only the last)."""
+    epoch, within = divmod(iteration, iterations_per_epoch)
+    return iteration == max_iter or bool(val_every and within == 0 and epoch % val_every == 0)
+
+
+def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, checkpoint_every: int) -> bool:
+    """At the last iteration, and every ``checkpoint_every`` iterations (0: at the end of each epoch)."""
+    if iteration == max_iter:
+        return True
+    return iteration % (checkpoint_every or iterations_per_epoch) == 0
+
+
+class StopRequest:
+    """The signal (SIGINT / SIGTERM) that asked the run to stop, once the current step is done."""
+    signal: Optional[int] = None
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[StopRequest]:
+    """Turn SIGINT and SIGTERM into a request the loop answers after its step (with a checkpoint)."""
+    request = StopRequest()
+
+    def note(signum, _frame):
+        request.signal = signum
+
+    # handlers first: forked loader workers inherit them and do not die with a traceback on Ctrl-C
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class TrainingRun:
-    """One run of :func:`run_training`: set-up, the loop, validation and checkpoints."""
+    """What a run keeps between steps: its folder, log, network, trainer and scores."""
 
-    def __init__(self, config):
-        from .data import DataError
-        from .data.loader import iterations_per_epoch
-
-        self.config = config
-        self.ctxs = parse_devices(config.gpus)
-        kvstore = mx.kv.create(config.kvstore) if config.kvstore.startswith("dist") else config.kvstore
-        self.rank, self.num_workers = (0, 1) if isinstance(kvstore, str) else (kvstore.rank, kvstore.num_workers)
-        self.is_main = self.rank == 0
+    def __init__(self, config, spec: ModelSpec, data: TrainingData, net, trainer: SegmentationTrainer,
+                 ctxs, is_main: bool):
+        self.config, self.spec, self.data, self.net, self.trainer, self.ctxs = config, spec, data, net, trainer, ctxs
+        self.is_main = is_main
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
-
-        resume_path = _resolve_checkpoint(config.resume, self.checkpoint_dir)
-        if resume_path is None and list_checkpoints(self.checkpoint_dir):
-            raise TrainingError(f"{self.checkpoint_dir} already holds checkpoints: pass --resume last to continue "
-                                f"that run, or choose another --output_dir")
-        try:
-            self.train_set, self.val_set, self.transform = _build_datasets(config)
-        except DataError as err:
-            raise TrainingError(str(err)) from None
-        self.num_classes = config.num_classes or self.train_set.num_classes
-        self.iterations_per_epoch = iterations_per_epoch(len(self.train_set), config.batch_size, self.num_workers)
-        if self.iterations_per_epoch == 0:
-            raise TrainingError(f"{len(self.train_set)} training images cannot fill one batch of {config.batch_size}"
-                                + (f" per worker over {self.num_workers} workers" if self.num_workers > 1 else ""))
-        self.max_iter = config.max_iter or config.train_epochs * self.iterations_per_epoch
-        self.classes = list(self.train_set.classes)
-
-        mx.random.seed(config.seed)
-        np.random.seed(config.seed)
-        self.model = describe_model(config, self.num_classes)
-        init_path = _resolve_checkpoint(config.init_from, self.checkpoint_dir) if config.init_from else None
-        self.net = build_model(self.model, self.ctxs, freeze_bn=config.freeze_batch_norm, syncbn=config.syncbn,
-                               pretrained_base=None if (resume_path or init_path) else config.pre_trained_model)
-        self.net.hybridize(static_alloc=True)
-        self.trainer = SegmentationTrainer(self.net, self.ctxs, config.initial_learning_rate, config.momentum,
-                                           config.weight_decay, config.ignore_label,
-                                           config.aux_weight if config.aux else 0.0, config.head_lr_mult, kvstore,
-                                           config.seed, config.max_bad_steps)
-        self.schedule = make_lr_schedule(config.lr_policy, config.initial_learning_rate, self.max_iter,
-                                         config.lr_power, config.lr_steps)
+        self.log = RunLog(self.output_dir / "log.jsonl", enabled=is_main)
         self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
-        note = "fresh"
-        try:
-            if resume_path is not None:
-                meta = load_checkpoint(resume_path, self.net, self.trainer.trainer, self.ctxs, model=self.model)
-                self.trainer.iteration = self.saved_at = int(meta["iteration"])
-                self.best_miou = float(meta.get("best_miou", -1.0))
-                note = f"resumed from {resume_path} at iteration {self.trainer.iteration}"
-            elif init_path is not None:
-                load_checkpoint(init_path, self.net, None, self.ctxs, model=self.model,
-                                backbone_only=config.load_backbone_only)
-                note = f"weights from {init_path}"
-        except CheckpointError as err:
-            raise TrainingError(str(err)) from None
 
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.log = RunLog(self.output_dir / "log.jsonl", enabled=self.is_main)
-        if self.is_main:
-            (self.output_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
-            self.log.write("start", iteration=self.trainer.iteration, max_iter=self.max_iter,
-                           iterations_per_epoch=self.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
-                           worker=self.rank, workers=self.num_workers, note=note, model=self.model)
-
-    def meta(self, metrics=None) -> dict:
-        iteration = self.trainer.iteration
-        return {"iteration": iteration, "epoch": iteration // self.iterations_per_epoch,
-                "end_of_epoch": iteration % self.iterations_per_epoch == 0, "best_miou": self.best_miou,
-                "model": self.model, "classes": self.classes, "ignore_label": self.config.ignore_label,
-                "seed": self.config.seed, "config": self.config.to_dict(), "metrics": metrics}
+    def meta(self) -> dict:
+        iteration, per_epoch = self.trainer.iteration, self.data.iterations_per_epoch
+        return {"iteration": iteration, "epoch": iteration // per_epoch, "end_of_epoch": iteration % per_epoch == 0,
+                "best_miou": self.best_miou, "model": self.spec.to_dict(), "classes": self.data.classes,
+                "ignore_label": self.config.ignore_label, "seed": self.config.seed, "config": self.config.to_dict(),
+                "metrics": self.last_scores}
 
     def save(self) -> Optional[Path]:
         """Checkpoint the current iteration (worker 0 writes; every worker syncs its statistics)."""
@@ -277,7 +289,7 @@ class TrainingRun:
         if not self.is_main:
             return None
         path = self.checkpoint_dir / checkpoint_name(self.trainer.iteration)
-        save_checkpoint(path, self.net, self.trainer.trainer, self.meta(self.last_scores))
+        Checkpoint.write(path, self.net, self.trainer.trainer, self.meta())
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
 
@@ -285,103 +297,195 @@ class TrainingRun:
         """Score the validation split; keeps ``best.ckpt`` (weights only) when mIoU improves."""
         from .inference import evaluate_dataset
 
-        confusion = evaluate_dataset(self.net, self.val_set, self.ctxs, self.num_classes, self.config.ignore_label,
-                                     progress=self.config.progress, desc=f"val @{self.trainer.iteration}")
-        metrics = confusion.summary(self.classes)
-        self.log.write("val", iteration=self.trainer.iteration,
-                       epoch=self.trainer.iteration // self.iterations_per_epoch, **metrics)
+        iteration = self.trainer.iteration
+        confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
+                                     self.config.ignore_label, progress=self.config.progress, desc=f"val @{iteration}")
+        metrics = confusion.summary(self.data.classes)
+        self.log.write("val", iteration=iteration, epoch=iteration // self.data.iterations_per_epoch, **metrics)
         self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
-        if (metrics["mIoU"] or 0.0) > self.best_miou:
+        if metrics["mIoU"] is not None and metrics["mIoU"] > self.best_miou:  # None: no valid pixel was scored
             self.best_miou = metrics["mIoU"]
-            save_checkpoint(self.output_dir / "best.ckpt", self.net, None, self.meta(self.last_scores))
+            Checkpoint.write(self.output_dir / "best.ckpt", self.net, None, self.meta())
         return self.last_scores
 
-    def _loader(self):
+    def validate_or_save(self) -> dict:
+        """:meth:`validate`; if the validation data fails, save the training done before saying so."""
+        from .data import DataError
+
+        try:
+            return self.validate()
+        except DataError as err:
+            path = self.save() if self.saved_at != self.trainer.iteration else None
+            kept = f"; training up to iteration {self.trainer.iteration} is saved{f' in {path}' if path else ''}"
+            raise TrainingError(f"validation failed: {err}{kept}") from None
+
+    def loader(self, rank: int, num_workers: int):
         from .data.loader import SeededTransformDataset, TrainBatchSampler
 
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
-        seeded = SeededTransformDataset(self.train_set, self.transform, config.seed, bad_sample_log)
-        sampler = TrainBatchSampler(len(self.train_set), config.batch_size, config.seed, self.trainer.iteration,
-                                    self.max_iter, shard=self.rank, num_shards=self.num_workers)
+        seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
+        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size, config.seed, self.trainer.iteration,
+                                    self.data.max_iter, shard=rank, num_shards=num_workers)
         return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
 
-    def run(self) -> dict:
-        from .data import DataError
+    def stop(self, signal_name: str) -> None:
+        """Answer a stop request: checkpoint this iteration (unless just done), then ``KeyboardInterrupt``."""
+        it = self.trainer.iteration
+        path = self.save() if self.saved_at != it else checkpoint_name(it)
+        self.log.write("stopped", iteration=it, signal=signal_name)
+        raise KeyboardInterrupt(f"stopped by {signal_name} at iteration {it}; checkpoint {path} saved; "
+                                f"continue with --resume last")
 
-        config, stop = self.config, {"signal": None}
+    def summary(self) -> dict:
+        return {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
+                "best_mIoU": None if self.best_miou < 0 else self.best_miou, "final": self.last_scores}
 
-        def request_stop(signum, _frame):
-            stop["signal"] = signum
 
-        # handlers first: forked loader workers inherit them and do not die with a traceback on Ctrl-C
-        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
-                   disable=not (config.progress and self.is_main))
-        window_start, window_images, smoothed = time.time(), 0, None
-        try:
-            for images, labels in self._loader():
-                lr = self.schedule(self.trainer.iteration)
-                try:
-                    loss = self.trainer.train_step(images, labels, lr)
-                except TrainingError:  # too many non-finite losses: log the last one too
-                    self.log.write("nonfinite", iteration=self.trainer.iteration, consecutive=self.trainer.bad_steps)
-                    raise
-                it = self.trainer.iteration
-                window_images += images.shape[0]
-                if not math.isfinite(loss):
-                    self.log.write("nonfinite", iteration=it, consecutive=self.trainer.bad_steps)
-                else:
-                    smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
-                bar.update(1)
-                if it % config.log_every == 0 or it == self.max_iter:
-                    speed = window_images / max(time.time() - window_start, 1e-9)
-                    self.log.write("train", iteration=it, epoch=it / self.iterations_per_epoch, loss=loss, lr=lr,
-                                   images_per_sec=speed)
-                    bar.set_postfix(loss=f"{smoothed if smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
-                                    img_s=f"{speed:.1f}")
-                    window_start, window_images = time.time(), 0
-                end_of_epoch = it % self.iterations_per_epoch == 0
-                # only worker 0 validates; the others wait for it at the next gradient reduction
-                if self.is_main and self.val_set is not None and (it == self.max_iter or (
-                        end_of_epoch and config.val_every
-                        and (it // self.iterations_per_epoch) % config.val_every == 0)):
-                    scores = self.validate()
-                    bar.write(f"iteration {it}: pixAcc {scores['pixAcc']:.4f} mIoU {scores['mIoU']:.4f}")
-                if it == self.max_iter or (config.checkpoint_every and it % config.checkpoint_every == 0) or \
-                        (not config.checkpoint_every and end_of_epoch):
-                    self.save()
-                if stop["signal"] is not None:
-                    path = self.save() if self.saved_at != it else checkpoint_name(it)
-                    name = signal.Signals(stop["signal"]).name
-                    self.log.write("stopped", iteration=it, signal=name)
-                    raise KeyboardInterrupt(f"stopped by {name} at iteration {it}; checkpoint {path} saved; "
-                                            f"continue with --resume last")
-        except DataError as err:
-            raise TrainingError(f"{err} (--skip_bad_samples 1 skips such samples)") from None
-        except CheckpointError as err:  # a checkpoint could not be written (full disk, ...)
-            raise TrainingError(str(err)) from None
-        finally:
-            bar.close()
-            # The last step's gradient pushes are asynchronous: a worker that exits before they reach
-            # the servers leaves the others waiting forever for that step's pull.
-            mx.nd.waitall()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        summary = {"iteration": self.trainer.iteration, "max_iter": self.max_iter, "best_mIoU": self.best_miou,
-                   "final": self.last_scores}
-        if self.is_main:
-            self.log.write("end", **summary)
-            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-            plot_curves(self.output_dir / "log.jsonl", self.output_dir / "curves.png")
-        return summary
+class ProgressReport:
+    """The progress bar and the ``train`` log lines: smoothed loss, learning rate, images per second."""
+
+    def __init__(self, run: TrainingRun):
+        self.run, self.log_every = run, run.config.log_every
+        self.bar = tqdm(total=run.data.max_iter, initial=run.trainer.iteration, desc="train", dynamic_ncols=True,
+                        disable=not (run.config.progress and run.is_main))
+        self.window_start, self.window_images, self.smoothed = time.time(), 0, None
+
+    def step(self, iteration: int, loss: float, lr: float, images: int) -> None:
+        self.window_images += images
+        if not math.isfinite(loss):
+            self.run.log.write("nonfinite", iteration=iteration, consecutive=self.run.trainer.bad_steps)
+        else:
+            self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
+        self.bar.update(1)
+        if iteration % self.log_every == 0 or iteration == self.run.data.max_iter:
+            speed = self.window_images / max(time.time() - self.window_start, 1e-9)
+            self.run.log.write("train", iteration=iteration, epoch=iteration / self.run.data.iterations_per_epoch,
+                               loss=loss, lr=lr, images_per_sec=speed)
+            self.bar.set_postfix(loss=f"{self.smoothed if self.smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
+                                 img_s=f"{speed:.1f}")
+            self.window_start, self.window_images = time.time(), 0
+
+    def scores(self, iteration: int, scores: dict) -> None:
+        text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in scores.items()}
+        self.bar.write(f"iteration {iteration}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
+
+
+def open_kvstore(name: str):
+    """``(kvstore, rank, number of workers)``: a ``dist_*`` KVStore object, or the name of a local one."""
+    if not name.startswith("dist"):
+        return name, 0, 1
+    kvstore = mx.kv.create(name)
+    return kvstore, kvstore.rank, kvstore.num_workers
+
+
+def prepare_run(config) -> Optional[tuple]:
+    """Everything before the first step: ``(run, start, kvstore rank, workers)``, or None when the run is
+    already finished (said on stdout; nothing in its folder is touched)."""
+    ctxs = parse_devices(config.gpus)
+    kvstore, rank, num_workers = open_kvstore(config.kvstore)
+    start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
+    data = load_data(config, num_workers)
+    if start.resume is not None and start.resume.iteration >= data.max_iter:
+        print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
+        return None
+    spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
+    mx.random.seed(config.seed)
+    np.random.seed(config.seed)
+    net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
+                      pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
+    net.hybridize(static_alloc=True)
+    trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
+                                  weight_decay=config.weight_decay, ignore_label=config.ignore_label,
+                                  aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
+                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps)
+    run = TrainingRun(config, spec, data, net, trainer, ctxs, is_main=rank == 0)
+    try:
+        if start.resume is not None:
+            start.resume.load_into(net, trainer.trainer, ctxs, expect=spec)
+            trainer.iteration = run.saved_at = int(start.resume.iteration)
+            best = start.resume.meta.get("best_miou")
+            run.best_miou = -1.0 if best is None else float(best)
+        elif start.init is not None:
+            start.init.load_into(net, None, ctxs, expect=spec, backbone_only=config.load_backbone_only)
+    except CheckpointError as err:
+        hint = "; pass --load_backbone_only 1 to take its backbone alone" if start.init else \
+            "; to start a run of another model from it, pass --init_from with a new --output_dir"
+        raise TrainingError(f"{err}{hint}") from None
+    return run, start, rank, num_workers
+
+
+def record_start(run: TrainingRun, start: StartingPoint, rank: int, num_workers: int) -> None:
+    """``config.json`` and the log's ``start`` line (worker 0)."""
+    if not run.is_main:
+        return
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    (run.output_dir / "config.json").write_text(json.dumps(run.config.to_dict(), indent=1))
+    if start.note.startswith("--resume last"):
+        print(start.note)
+    run.log.write("start", iteration=run.trainer.iteration, max_iter=run.data.max_iter,
+                  iterations_per_epoch=run.data.iterations_per_epoch, devices=[str(c) for c in run.ctxs],
+                  worker=rank, workers=num_workers, note=start.note, model=run.spec.to_dict())
+
+
+def record_end(run: TrainingRun) -> dict:
+    summary = run.summary()
+    if run.is_main:
+        run.log.write("end", **summary)
+        (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        plot_curves(run.output_dir / "log.jsonl", run.output_dir / "curves.png")
+    return summary
+
+
+@contextlib.contextmanager
+def failures_explained(run: TrainingRun, report: ProgressReport):
+    """Turn what can stop a run into one-line :class:`TrainingError` s, and always end the step cleanly."""
+    from .data import DataError
+
+    try:
+        yield
+    except DivergedError:
+        run.log.write("nonfinite", iteration=run.trainer.iteration, consecutive=run.trainer.bad_steps)
+        raise
+    except DataError as err:
+        raise TrainingError(f"{err} (--skip_bad_samples 1 skips such samples)") from None
+    except CheckpointError as err:  # a checkpoint could not be written (full disk, ...)
+        raise TrainingError(str(err)) from None
+    finally:
+        report.bar.close()
+        # The last step's gradient pushes are asynchronous: a worker that exits before they reach
+        # the servers leaves the others waiting forever for that step's pull.
+        mx.nd.waitall()
 
 
 def run_training(config) -> dict:
-    """Train as ``config`` says; returns a summary (iteration, best and final metrics).
+    """Train as ``config`` (a :class:`~deeplab_gluon.train.TrainConfig`) says; returns the summary.
 
     Raises :class:`TrainingError` for problems the user must fix (bad data, a checkpoint that does
     not fit, a full disk, diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a
     checkpoint saved first).
     """
-    return TrainingRun(config).run()
+    prepared = prepare_run(config)
+    if prepared is None:
+        return {}
+    run, start, rank, num_workers = prepared
+    record_start(run, start, rank, num_workers)
+    data, trainer = run.data, run.trainer
+    schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
+                                config.lr_steps)
+    report = ProgressReport(run)
+    with failures_explained(run, report), stop_requests() as stop:
+        for images, labels in run.loader(rank, num_workers):
+            lr = schedule(trainer.iteration)
+            loss = trainer.train_step(images, labels, lr)
+            it = trainer.iteration
+            report.step(it, loss, lr, images.shape[0])
+            # only worker 0 validates; the others wait for it at the next gradient reduction
+            if run.is_main and data.val_set is not None and should_validate(
+                    it, data.max_iter, data.iterations_per_epoch, config.val_every):
+                report.scores(it, run.validate_or_save())
+            if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
+                run.save()
+            if stop.signal is not None:
+                run.stop(signal.Signals(stop.signal).name)
+    return record_end(run)

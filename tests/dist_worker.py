@@ -31,7 +31,7 @@ def main(toy_root, out_dir, steps, batch_size, mode):
     if mode == "single":
         mx.random.seed(100)
         net = get_deeplab("resnet18_v2", "aspp", 16, num_classes=dataset.num_classes, freeze_bn=True, dropout=0.0)
-    trainer = SegmentationTrainer(net, [mx.cpu()], 1e-4, kvstore=kvstore)
+    trainer = SegmentationTrainer(net, [mx.cpu()], learning_rate=1e-4, kvstore=kvstore)
     for images, labels in gluon.data.DataLoader(seeded, batch_sampler=sampler):
         trainer.train_step(images, labels, 1e-4)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from mxnet.gluon.model_zoo import vision
 
-from deeplab_gluon.models import DilatedResNetV2, load_backbone_weights
-from deeplab_gluon.models.resnet_v2 import stage_strides_and_dilations
+from deeplab_gluon.models.backbones.resnet_v2 import DilatedResNetV2, load_backbone_weights, stage_strides_and_dilations
 
 
 def _zoo_with_random_weights(depth):
@@ -69,7 +68,7 @@ def test_zoo_weights_load_and_match_at_os32(tmp_path, depth):
     for output_stride in (32, 16, 8):
         backbone = DilatedResNetV2(depth, output_stride=output_stride)
         load_backbone_weights(backbone, path)  # raises on any missing/unexpected parameter
-        features[output_stride] = backbone(x)[1].asnumpy()
+        features[output_stride] = backbone(x)[2].asnumpy()
 
     assert features[32].shape == expected.shape == (2, backbone.out_channels, 2, 3)
     np.testing.assert_allclose(features[32], expected, rtol=1e-4, atol=1e-4)
@@ -86,7 +85,7 @@ def test_legacy_prefix_named_zoo_file_loads(tmp_path):
     backbone = DilatedResNetV2(18, output_stride=32)
     load_backbone_weights(backbone, path)
     x = mx.nd.random.uniform(shape=(1, 3, 32, 32))
-    np.testing.assert_allclose(backbone(x)[1].asnumpy(), _zoo_features(zoo, x).asnumpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(backbone(x)[2].asnumpy(), _zoo_features(zoo, x).asnumpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_wrong_depth_file_is_refused_with_names(tmp_path):
@@ -102,3 +101,12 @@ def test_unreadable_file_is_refused(tmp_path):
     path.write_bytes(b"not an ndarray file")
     with pytest.raises(ValueError, match="cannot read parameter file"):
         load_backbone_weights(DilatedResNetV2(18), str(path))
+
+
+def test_forward_gives_low_level_stage3_and_features():
+    backbone = DilatedResNetV2(18, output_stride=8)
+    backbone.initialize()
+    low_level, stage3, features = backbone(mx.nd.random.uniform(shape=(1, 3, 33, 47)))
+    assert low_level.shape == (1, backbone.low_level_channels, 9, 12)   # stride 4: ceil(33/4), ceil(47/4)
+    assert stage3.shape == (1, backbone.stage3_channels, 5, 6)          # stride 8 at OS8
+    assert features.shape == (1, backbone.out_channels, 5, 6)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from deeplab_gluon.models import MODEL_REGISTRY, get_deeplab, get_model, parse_backbone
+from deeplab_gluon.models import ModelSpec, get_deeplab, get_model, list_models
+from deeplab_gluon.models.backbones import canonical_backbone
 
 
 def _param_count(net):
@@ -108,19 +109,20 @@ def test_freeze_bn_stops_affine_learning_and_uses_stored_statistics():
 
 @pytest.mark.parametrize("name, depth", [("resnet50_v2", 50), ("resnet_v2_101", 101), ("101", 101),
                                          ("ResNet18_v2", 18), ("resnet152", 152)])
-def test_parse_backbone_accepts_both_spellings(name, depth):
-    assert parse_backbone(name) == depth
+def test_backbone_names_accept_both_spellings(name, depth):
+    assert canonical_backbone(name) == f"resnet{depth}_v2"
+    assert ModelSpec(backbone=name).backbone == f"resnet{depth}_v2"  # the spec stores one spelling
 
 
 @pytest.mark.parametrize("name", ["resnet51_v2", "vgg16", "", "resnet_v1_50"])
-def test_parse_backbone_refuses_unknown(name):
+def test_unknown_backbones_are_refused(name):
     with pytest.raises(ValueError, match="unknown backbone"):
-        parse_backbone(name)
+        canonical_backbone(name)
 
 
 def test_registry_names_build_the_right_model():
-    assert "deeplabv3_resnet101_v2_aspp" in MODEL_REGISTRY
-    assert len(MODEL_REGISTRY) == 10
+    assert "deeplabv3_resnet101_v2_aspp" in list_models()
+    assert len([name for name in list_models() if "_v2_" in name]) == 10
     net = get_model("deeplabv3_resnet18_v2_vortex", num_classes=2, initialize=False)
     assert type(net.head).__name__ == "VortexHead" and net.backbone.depth == 18
     with pytest.raises(ValueError, match="unknown model"):

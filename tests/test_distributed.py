@@ -76,8 +76,8 @@ def test_training_step_with_syncbn_on_two_contexts_equals_one_context():
     reference, synced = _plain_and_synced_nets(ctxs)
     images = mx.nd.random.uniform(-1, 1, shape=(4, 3, 40, 40))
     labels = mx.nd.array(np.random.RandomState(0).randint(0, 3, (4, 40, 40)))
-    loss_one = SegmentationTrainer(reference, [mx.cpu()], 0.01).train_step(images, labels, 0.01)
-    loss_two = SegmentationTrainer(synced, ctxs, 0.01).train_step(images, labels, 0.01)
+    loss_one = SegmentationTrainer(reference, [mx.cpu()], learning_rate=0.01).train_step(images, labels, 0.01)
+    loss_two = SegmentationTrainer(synced, ctxs, learning_rate=0.01).train_step(images, labels, 0.01)
     assert loss_two == pytest.approx(loss_one, rel=1e-4)
     for name, param in reference._collect_params_with_prefix().items():
         np.testing.assert_allclose(synced._collect_params_with_prefix()[name].data(mx.cpu(1)).asnumpy(),

@@ -132,3 +132,15 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, args, message):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(message.format(t=tmp_path)) and err.count("\n") == 1
+
+
+def test_a_numerical_mismatch_is_a_failure_not_a_usage_error(tmp_path, capsys, monkeypatch):
+    import deeplab_gluon.export as export
+
+    save_tiny_checkpoint(tmp_path / "run", tiny_net(num_classes=3), ["a", "b", "c"])
+    real = export.run_symbol
+    monkeypatch.setattr(export, "run_symbol", lambda *args: real(*args) + 1.0)  # a broken export
+    code = main(["--checkpoint", str(tmp_path / "run"), "--output_dir", str(tmp_path / "out"), "--format", "symbol",
+                 "--input_size", "32", "32"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("export: error: the symbol export differs from the Gluon model by 1")

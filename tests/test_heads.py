@@ -5,7 +5,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from deeplab_gluon.models import ASPPHead, VortexHead, head_rates
+from deeplab_gluon.models import ASPPHead, VortexHead
+from deeplab_gluon.models.deeplab import head_rates
 from deeplab_gluon.models.heads import JIT_SAFE_LEFT_PADDING, BoxAverage, DilatedBoxAverage
 
 

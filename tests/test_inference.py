@@ -1,9 +1,11 @@
 """predict_probs / predict_labels: flip and multi-scale averaging, checked against hand computations."""
+import argparse
 import mxnet as mx
 import numpy as np
 import pytest
 
-from deeplab_gluon.inference import image_to_batch, parse_scales, predict_labels, predict_probs
+from deeplab_gluon.cli import parse_scales
+from deeplab_gluon.inference import image_to_batch, predict_labels, predict_probs
 from deeplab_gluon.data import normalize_image
 from tiny_model import tiny_net
 
@@ -118,6 +120,6 @@ def test_image_to_batch_normalises_like_evaluation():
 
 def test_parse_scales():
     assert tuple(parse_scales("0.5, 0.75,1.0")) == (0.5, 0.75, 1.0)
-    for bad in ("", "a,1", "0,1", "-1"):
-        with pytest.raises(ValueError, match="--scales"):
+    for bad, why in (("", "positive"), ("a,1", "comma-separated numbers"), ("0,1", "positive"), ("-1", "positive")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
             parse_scales(bad)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from deeplab_gluon import checkpoint as ckpt
+from deeplab_gluon.checkpoint import Checkpoint
 from deeplab_gluon.data import DataError, SegFolderDataset, get_dataset, make_toy_dataset, write_image
 from deeplab_gluon.data.loader import SeededTransformDataset
 from deeplab_gluon.data.transforms import TrainTransform
@@ -162,7 +163,7 @@ def _log_segments(run):
 
 def _complete(path):
     with zipfile.ZipFile(path) as archive:
-        return archive.testzip() is None and ckpt.read_meta(path)["iteration"] > 0
+        return archive.testzip() is None and Checkpoint.read(path).iteration > 0
 
 
 @pytest.mark.slow
@@ -199,7 +200,7 @@ def test_random_sigkills_during_steps_and_checkpoint_writes_lose_nothing(pristin
 
     starts = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"start"' in line]
     assert len(starts) == 4 and starts[-1]["iteration"] > 0
-    final = {name: ckpt.load_model(path)[0] for name, path in
+    final = {name: ckpt.load_model(path) for name, path in
              (("straight", tmp_path / "straight"), ("killed", run))}
     for name, param in final["straight"]._collect_params_with_prefix().items():
         np.testing.assert_allclose(final["killed"]._collect_params_with_prefix()[name].data().asnumpy(),
@@ -221,8 +222,8 @@ def test_sigint_and_sigterm_save_a_checkpoint_before_exiting(pristine_toy, tmp_p
     assert process.returncode == 130
     assert f"stopped by {stop_signal.name} at iteration" in stderr and "Traceback" not in stderr
     assert "continue with --resume last" in stderr
-    saved = ckpt.latest_checkpoint(run / "checkpoints")
-    assert saved is not None and 0 < ckpt.read_meta(saved)["iteration"] < 10_000
+    saved = Checkpoint.latest(run / "checkpoints")
+    assert saved is not None and 0 < saved.iteration < 10_000
 
 
 def _limit_file_size(limit):
@@ -254,4 +255,4 @@ def test_diverging_losses_stop_training_with_the_last_good_checkpoint_intact(pri
     bad = [r["iteration"] for r in records if r["type"] == "nonfinite"]
     assert len(bad) == 3 and bad == list(range(bad[0], bad[0] + 3))
     assert all(_complete(path) for path in ckpt.list_checkpoints(run / "checkpoints"))
-    assert ckpt.read_meta(ckpt.latest_checkpoint(run / "checkpoints"))["iteration"] == bad[-1] - 1
+    assert Checkpoint.latest(run / "checkpoints").iteration == bad[-1] - 1

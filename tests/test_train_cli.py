@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from deeplab_gluon import checkpoint as ckpt
+from deeplab_gluon.checkpoint import Checkpoint
 from deeplab_gluon.data import make_toy_dataset
-from deeplab_gluon.train import main, parse_config, validate_config
+from deeplab_gluon.train import main, parse_config
 from train_runs import run_train, start_train, train_flags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,22 +47,23 @@ def test_output_stride_outside_the_choices_is_refused(capsys):
 def test_original_flags_keep_their_meaning():
     config = parse_config(["--base_architecture", "resnet_v2_50", "--aspp_or_vortex", "2", "--freeze_batch_norm",
                            "1", "--gpus", "0,1", "--resume", "-1", "--train_epochs", "3"])
-    assert (config.head, config.freeze_batch_norm, config.gpus, config.train_epochs) == ("vortex", True, "0,1", 3)
-    assert validate_config(parse_config(["--max_iter", "0", "--train_epochs", "0", "--data_dir", str(REPO)])) == [
+    assert (config.head, config.freeze_bn, config.gpus, config.train_epochs) == ("vortex", True, "0,1", 3)
+    assert (config.backbone, config.learning_rate) == ("resnet_v2_50", 7e-3)
+    assert parse_config(["--max_iter", "0", "--train_epochs", "0", "--data_dir", str(REPO)]).problems() == [
         "give --max_iter or --train_epochs (both are 0)"]
 
 
 def _final_weights(output_dir):
-    path = ckpt.latest_checkpoint(Path(output_dir) / "checkpoints")
-    net, meta = ckpt.load_model(path)
+    saved = Checkpoint.latest(Path(output_dir) / "checkpoints")
+    net, meta = saved.load(), saved.meta
     return meta, {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
 
 
 def _wait_for_checkpoint(output_dir, process, at_least):
     deadline = time.time() + 240
     while time.time() < deadline:
-        found = ckpt.latest_checkpoint(Path(output_dir) / "checkpoints")
-        if found is not None and ckpt.read_meta(found)["iteration"] >= at_least:
+        found = Checkpoint.latest(Path(output_dir) / "checkpoints")
+        if found is not None and found.iteration >= at_least:
             return found
         assert process.poll() is None, process.stderr.read()
         time.sleep(0.05)
@@ -79,7 +81,7 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     _wait_for_checkpoint(interrupted, process, at_least=3)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
-    killed_at = ckpt.read_meta(ckpt.latest_checkpoint(interrupted / "checkpoints"))["iteration"]
+    killed_at = Checkpoint.latest(interrupted / "checkpoints").iteration
     assert killed_at < 12
 
     # a fresh start into a folder that holds checkpoints is refused rather than overwriting them
@@ -89,7 +91,7 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last"))
     assert resumed.returncode == 0, resumed.stderr
     for path in ckpt.list_checkpoints(interrupted / "checkpoints"):
-        ckpt.read_meta(path)  # every kept checkpoint is complete
+        Checkpoint.read(path)  # every kept checkpoint is complete
     meta_a, weights_a = _final_weights(straight)
     meta_b, weights_b = _final_weights(interrupted)
     assert meta_a["iteration"] == meta_b["iteration"] == 12

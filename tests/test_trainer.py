@@ -41,8 +41,8 @@ def test_two_contexts_take_the_same_step_as_one():
     net_one, net_two = _net(one), _net(two)
     _copy_weights(net_one, net_two)
     # a small rate: a random network's first gradients are large (its logits are unscaled)
-    trainer_one = SegmentationTrainer(net_one, one, 1e-4, momentum=0.9, weight_decay=1e-4)
-    trainer_two = SegmentationTrainer(net_two, two, 1e-4, momentum=0.9, weight_decay=1e-4)
+    trainer_one = SegmentationTrainer(net_one, one, learning_rate=1e-4, momentum=0.9, weight_decay=1e-4)
+    trainer_two = SegmentationTrainer(net_two, two, learning_rate=1e-4, momentum=0.9, weight_decay=1e-4)
     for step in range(2):  # the second step also checks the momentum buffers agree
         images, labels = _batch(seed=step)
         loss_one = trainer_one.train_step(images, labels, 1e-4)
@@ -68,7 +68,7 @@ def _batchnorm_state(net):
 def test_frozen_batchnorm_stays_bit_identical(freeze_bn):
     net = _net([mx.cpu()], freeze_bn=freeze_bn)
     before = _batchnorm_state(net)
-    trainer = SegmentationTrainer(net, [mx.cpu()], 0.01)
+    trainer = SegmentationTrainer(net, [mx.cpu()], learning_rate=0.01)
     trainer.train_step(*_batch(seed=1), 0.01)  # not the calibration batch, so statistics move
     after = _batchnorm_state(net)
     changed = [name for name in before if not np.array_equal(before[name], after[name])]
@@ -95,7 +95,7 @@ def test_step_schedule_drops_tenfold_at_the_fractions():
 
 def test_nonfinite_loss_updates_nothing_and_stops_after_max_bad_steps():
     net = _net([mx.cpu()], freeze_bn=False)
-    trainer = SegmentationTrainer(net, [mx.cpu()], 0.01, max_bad_steps=2)
+    trainer = SegmentationTrainer(net, [mx.cpu()], learning_rate=0.01, max_bad_steps=2)
     trainer.train_step(*_batch(), 0.01)      # a normal step first, so momentum is non-zero
     finite_loss = trainer.loss_fn
 
@@ -120,6 +120,6 @@ def test_nonfinite_loss_updates_nothing_and_stops_after_max_bad_steps():
 
 def test_head_lr_mult_applies_to_head_parameters_only():
     net = _net([mx.cpu()])
-    SegmentationTrainer(net, [mx.cpu()], 0.1, head_lr_mult=10)
+    SegmentationTrainer(net, [mx.cpu()], learning_rate=0.1, head_lr_mult=10)
     assert {p.lr_mult for p in net.head.collect_params().values()} == {10}
     assert {p.lr_mult for p in net.backbone.collect_params().values()} == {1.0}

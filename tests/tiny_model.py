@@ -4,15 +4,8 @@ from typing import Optional, Sequence
 
 import mxnet as mx
 
-from deeplab_gluon.checkpoint import checkpoint_name, save_checkpoint
-from deeplab_gluon.models import get_deeplab
-
-
-def describe(num_classes: int, head: str = "aspp", output_stride: int = 16, aux: bool = False,
-             vortex_module: str = "A") -> dict:
-    """The ``meta["model"]`` dict, as ``trainer.describe_model`` writes it."""
-    return {"backbone": "resnet18_v2", "head": head, "num_classes": num_classes, "aux": aux,
-            "output_stride": output_stride, "multi_grid": [], "vortex_module": vortex_module}
+from deeplab_gluon.checkpoint import Checkpoint, checkpoint_name
+from deeplab_gluon.models import ModelSpec, get_deeplab
 
 
 def tiny_net(num_classes: int = 5, head: str = "aspp", output_stride: int = 16, aux: bool = False, seed: int = 0,
@@ -36,7 +29,8 @@ def save_tiny_checkpoint(folder: Path, net, classes: Sequence[str], dataset: Opt
                          data_dir: Optional[Path] = None, iteration: int = 7, head: str = "aspp",
                          output_stride: int = 16, aux: bool = False, vortex_module: str = "A") -> Path:
     """Write ``folder/checkpoints/iter-<iteration>.ckpt`` with the meta a training run records."""
-    meta = {"iteration": iteration, "model": describe(len(classes), head, output_stride, aux, vortex_module),
+    spec = ModelSpec("resnet18_v2", head, len(classes), output_stride, vortex_module=vortex_module, aux=aux)
+    meta = {"iteration": iteration, "model": spec.to_dict(),
             "classes": list(classes), "ignore_label": 255,
             "config": {"dataset": dataset, "data_dir": str(data_dir) if data_dir else None}}
-    return save_checkpoint(Path(folder) / "checkpoints" / checkpoint_name(iteration), net, None, meta)
+    return Checkpoint.write(Path(folder) / "checkpoints" / checkpoint_name(iteration), net, None, meta).path

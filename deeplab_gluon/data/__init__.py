@@ -6,7 +6,7 @@ Every dataset yields ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` without
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from .base import SegmentationDataset
 from .errors import DataError
@@ -18,6 +18,12 @@ from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransfo
 from .voc import VOC_SPLITS, VOCSegDataset, compute_train_aug_ids
 
 DATASETS = ("voc", "folder", "toy")
+TRAIN_SPLITS = {"voc": "train_aug", "folder": "train", "toy": "train"}  # each dataset's own training split
+
+
+def dataset_classes(name: str) -> Optional[Sequence[str]]:
+    """The fixed class names of a named dataset, or None where the user defines them (``folder``)."""
+    return {"voc": VOC_CLASSES, "toy": TOY_CLASSES}.get(name)
 
 
 def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transform: Optional[Callable] = None,
@@ -41,7 +47,7 @@ def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transfo
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "DataError", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "SegFolderDataset",
+__all__ = ["DATASETS", "TRAIN_SPLITS", "dataset_classes", "DataError", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "SegFolderDataset",
            "SegmentationDataset", "TOY_CLASSES", "TrainTransform", "VOCSegDataset", "VOC_CLASSES", "VOC_SPLITS",
            "colorize", "compute_train_aug_ids", "get_dataset", "make_toy_dataset", "normalize_image",
            "read_image", "read_label", "render_toy_scene", "save_index_png", "voc_palette", "write_image"]

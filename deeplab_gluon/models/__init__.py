@@ -1,9 +1,11 @@
-"""DeepLabV3 networks: the dilated ResNet-v2 backbone, the heads, and the assembled model."""
-from .deeplab import (HEADS, MODEL_REGISTRY, DeepLabV3, batchnorm_layers, build_model, freeze_batchnorm, get_deeplab,
-                      get_model, head_rates, parse_backbone)
-from .heads import ASPPHead, FCNHead, VortexHead
-from .resnet_v2 import OUTPUT_STRIDES, RESNET_V2_SPECS, DilatedResNetV2, load_backbone_weights, read_zoo_params
+"""DeepLab networks: a :class:`ModelSpec` describes one, :func:`build_model` builds it.
 
-__all__ = ["HEADS", "MODEL_REGISTRY", "DeepLabV3", "batchnorm_layers", "build_model", "freeze_batchnorm", "get_deeplab",
-           "get_model", "head_rates", "parse_backbone", "ASPPHead", "FCNHead", "VortexHead", "OUTPUT_STRIDES",
-           "RESNET_V2_SPECS", "DilatedResNetV2", "load_backbone_weights", "read_zoo_params"]
+Backbones live in ``models/backbones/`` (one file each), the context heads in ``heads.py``, the
+assembled network in ``deeplab.py``.
+"""
+from .deeplab import DeepLabV3, build_model, get_deeplab, get_model, list_backbones, list_models
+from .heads import ASPPHead, FCNHead, VortexHead
+from .spec import ModelSpec
+
+__all__ = ["ModelSpec", "build_model", "get_deeplab", "get_model", "list_models", "list_backbones", "DeepLabV3",
+           "ASPPHead", "VortexHead", "FCNHead"]

@@ -1,16 +1,14 @@
-"""DeepLabV3: dilated ResNet-v2 backbone -> context head -> bilinear upsampling to the input size."""
+"""DeepLabV3: backbone -> context head -> bilinear upsampling to the input size; ``build_model(spec)``."""
 from __future__ import annotations
 
-import re
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from .backbones import BACKBONES, get_backbone
 from .heads import ASPP_RATES, ASPPHead, FCNHead, VORTEX_RATES, VortexHead
-from .resnet_v2 import RESNET_V2_SPECS, DilatedResNetV2, load_backbone_weights
-
-HEADS = ("aspp", "vortex")
+from .spec import HEADS, ModelSpec
 
 
 class DeepLabV3(HybridBlock):
@@ -21,7 +19,7 @@ class DeepLabV3(HybridBlock):
     (``BilinearResize2D(mode='like')``), so a hybridized network accepts any input size.
     """
 
-    def __init__(self, backbone: DilatedResNetV2, head: HybridBlock, aux_head: Optional[HybridBlock] = None,
+    def __init__(self, backbone: HybridBlock, head: HybridBlock, aux_head: Optional[HybridBlock] = None,
                  **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
@@ -30,20 +28,11 @@ class DeepLabV3(HybridBlock):
             self.aux_head = aux_head
 
     def hybrid_forward(self, F, x):
-        stage3, features = self.backbone(x)
+        _, stage3, features = self.backbone(x)
         logits = F.contrib.BilinearResize2D(self.head(features), x, mode="like")
         if self.aux_head is None:
             return logits
         return logits, F.contrib.BilinearResize2D(self.aux_head(stage3), x, mode="like")
-
-
-def parse_backbone(name: str) -> int:
-    """ResNet-v2 depth from ``resnet50_v2``, ``resnet_v2_50`` (the TF recipe's spelling) or ``50``."""
-    match = re.fullmatch(r"(?:resnet_?v2_?|resnet)?(\d+)(?:_?v2)?", str(name).strip().lower())
-    if not match or int(match.group(1)) not in RESNET_V2_SPECS:
-        choices = ", ".join(f"resnet{d}_v2" for d in RESNET_V2_SPECS)
-        raise ValueError(f"unknown backbone {name!r}; choose one of {choices}")
-    return int(match.group(1))
 
 
 def head_rates(head: str, output_stride: int) -> Sequence[int]:
@@ -51,44 +40,40 @@ def head_rates(head: str, output_stride: int) -> Sequence[int]:
     return (ASPP_RATES if head == "aspp" else VORTEX_RATES)[output_stride]
 
 
-def get_deeplab(backbone: str = "resnet50_v2", head: str = "aspp", output_stride: int = 16,
-                num_classes: int = 21, pretrained_base: Optional[str] = None,
-                multi_grid: Optional[Sequence[int]] = None, aux: bool = False, freeze_bn: bool = False,
-                vortex_module: str = "A", dropout: float = 0.1, norm_layer=nn.BatchNorm,
-                norm_kwargs: Optional[dict] = None, ctx=None, initialize: bool = True) -> DeepLabV3:
-    """Build a DeepLabV3, initialised and ready to run.
+def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: bool = False,
+                pretrained_base: Optional[str] = None, initialize: bool = True, dropout: float = 0.1,
+                norm_layer=nn.BatchNorm, norm_kwargs: Optional[dict] = None) -> DeepLabV3:
+    """Build the network ``spec`` describes, initialised and ready to run.
 
     Parameters
     ----------
-    backbone : ``resnet{18,34,50,101,152}_v2`` (``resnet_v2_50`` is accepted too).
-    head : ``"aspp"`` or ``"vortex"``.
-    output_stride : 8, 16 or 32.
-    pretrained_base : path to a model-zoo ``resnetXX_v2-*.params`` file for the backbone,
-        or None for random initialisation. Nothing is downloaded.
-    multi_grid : unit rates for the last stage, e.g. ``(1, 2, 4)``.
-    aux : add the FCN auxiliary head on stage 3.
-    freeze_bn : normalisation layers use their stored statistics and their gamma/beta do not learn.
-    norm_layer, norm_kwargs : e.g. ``mxnet.gluon.contrib.nn.SyncBatchNorm`` with ``{"num_devices": 2}``.
+    spec : the :class:`ModelSpec` (a checkpoint's ``Checkpoint.spec``; ``spec.replace(output_stride=8)``
+        evaluates an OS16-trained model at OS8 with the same weights).
     ctx : context or list of contexts to initialise on (default CPU).
+    freeze_bn : normalisation layers use their stored statistics and their gamma/beta do not learn.
+    syncbn : synchronise BatchNorm statistics over the contexts in ``ctx``.
+    pretrained_base : the backbone's ImageNet model-zoo ``.params`` file, or None for random
+        initialisation. Nothing is downloaded.
     initialize : False leaves parameters uninitialised (to load a checkpoint right after).
+    norm_layer, norm_kwargs : another normalisation layer and its arguments.
     """
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {HEADS}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
-    depth = parse_backbone(backbone)
     norm_kwargs = dict(norm_kwargs or {})
+    if syncbn:
+        from mxnet.gluon.contrib.nn import SyncBatchNorm
+
+        norm_layer = SyncBatchNorm
+        norm_kwargs["num_devices"] = len(ctx) if isinstance(ctx, list) else 1
     if freeze_bn:
         norm_kwargs["use_global_stats"] = True
     norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
-    body = DilatedResNetV2(depth, output_stride, multi_grid, **norm)
-    rates = head_rates(head, output_stride)
-    if head == "aspp":
-        context_head = ASPPHead(body.out_channels, num_classes, rates, dropout=dropout, **norm)
+    body = get_backbone(spec.backbone, spec.output_stride, spec.multi_grid or None, **norm)
+    rates = head_rates(spec.head, spec.output_stride)
+    if spec.head == "aspp":
+        context_head = ASPPHead(body.out_channels, spec.num_classes, rates, dropout=dropout, **norm)
     else:
-        context_head = VortexHead(body.out_channels, num_classes, rates, module=vortex_module, dropout=dropout,
-                                  **norm)
-    aux_head = FCNHead(body.stage3_channels, num_classes, dropout=dropout, **norm) if aux else None
+        context_head = VortexHead(body.out_channels, spec.num_classes, rates, module=spec.vortex_module,
+                                  dropout=dropout, **norm)
+    aux_head = FCNHead(body.stage3_channels, spec.num_classes, dropout=dropout, **norm) if spec.aux else None
     net = DeepLabV3(body, context_head, aux_head)
     if freeze_bn:
         freeze_batchnorm(net)
@@ -100,13 +85,29 @@ def get_deeplab(backbone: str = "resnet50_v2", head: str = "aspp", output_stride
         # toy set this cut the loss after 600 steps from 0.69 to 0.53.
         init = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
         if pretrained_base:
-            load_backbone_weights(body, pretrained_base, ctx)
+            body.load_pretrained(pretrained_base, ctx)
         else:
             body.initialize(init, ctx=ctx)
         context_head.initialize(init, ctx=ctx)
         if aux_head is not None:
             aux_head.initialize(init, ctx=ctx)
     return net
+
+
+def get_deeplab(backbone: str = "resnet50_v2", head: str = "aspp", output_stride: int = 16,
+                num_classes: int = 21, pretrained_base: Optional[str] = None,
+                multi_grid: Optional[Sequence[int]] = None, aux: bool = False, freeze_bn: bool = False,
+                vortex_module: str = "A", ctx=None, initialize: bool = True, **build_kwargs) -> DeepLabV3:
+    """Build a DeepLabV3 from keywords: ``build_model(ModelSpec(backbone, head, ...), ctx, ...)``.
+
+    ``backbone``: any name :func:`list_backbones` gives (``resnet_v2_50`` is accepted too); ``head``:
+    ``"aspp"`` or ``"vortex"``; ``output_stride``: 8, 16 or 32; ``multi_grid``: unit rates of the last
+    stage, e.g. ``(1, 2, 4)``; ``aux``: the FCN auxiliary head on stage 3. The rest as in :func:`build_model`.
+    """
+    spec = ModelSpec(backbone=backbone, head=head, num_classes=num_classes, output_stride=output_stride,
+                     multi_grid=tuple(multi_grid or ()), vortex_module=vortex_module, aux=aux)
+    return build_model(spec, ctx, freeze_bn=freeze_bn, pretrained_base=pretrained_base, initialize=initialize,
+                       **build_kwargs)
 
 
 def batchnorm_layers(block: mx.gluon.Block):
@@ -128,34 +129,23 @@ def freeze_batchnorm(net: mx.gluon.Block) -> None:
         layer.beta.grad_req = "null"
 
 
-def build_model(description: dict, ctx=None, output_stride: Optional[int] = None, freeze_bn: bool = False,
-                syncbn: bool = False, pretrained_base: Optional[str] = None, initialize: bool = True) -> DeepLabV3:
-    """A DeepLabV3 from the model description a checkpoint stores (``meta["model"]``).
-
-    ``description`` has ``backbone``, ``head``, ``num_classes``, ``aux``, ``output_stride`` and
-    optionally ``multi_grid`` and ``vortex_module``. ``output_stride`` overrides the stored one
-    (an OS16-trained model evaluated at OS8 uses the same weights). ``syncbn`` synchronises
-    BatchNorm over the contexts in ``ctx``.
-    """
-    norm = {}
-    if syncbn:
-        from mxnet.gluon.contrib.nn import SyncBatchNorm
-
-        norm = {"norm_layer": SyncBatchNorm, "norm_kwargs": {"num_devices": len(ctx) if isinstance(ctx, list) else 1}}
-    return get_deeplab(description["backbone"], description["head"], output_stride or description["output_stride"],
-                       num_classes=description["num_classes"], pretrained_base=pretrained_base,
-                       multi_grid=tuple(description.get("multi_grid") or ()) or None, aux=description.get("aux", False),
-                       freeze_bn=freeze_bn, vortex_module=description.get("vortex_module", "A"), ctx=ctx,
-                       initialize=initialize, **norm)
+# name -> the spec fields it fixes, e.g. "deeplabv3_resnet101_v2_aspp"
+MODEL_REGISTRY = {ModelSpec(backbone=backbone, head=head).name: dict(backbone=backbone, head=head)
+                  for backbone in BACKBONES for head in HEADS}
 
 
-# name -> keyword arguments of get_deeplab, e.g. "deeplabv3_resnet101_v2_aspp"
-MODEL_REGISTRY = {f"deeplabv3_resnet{depth}_v2_{head}": dict(backbone=f"resnet{depth}_v2", head=head)
-                  for depth in RESNET_V2_SPECS for head in HEADS}
+def list_models() -> List[str]:
+    """The names :func:`get_model` builds (gluoncv's ``get_model`` style), sorted."""
+    return sorted(MODEL_REGISTRY)
+
+
+def list_backbones() -> List[str]:
+    """The backbone names a :class:`ModelSpec` accepts."""
+    return list(BACKBONES)
 
 
 def get_model(name: str, **kwargs) -> DeepLabV3:
-    """Build a registered model by name; ``kwargs`` go to :func:`get_deeplab`."""
+    """Build a registered model by name; ``kwargs`` go to :func:`get_deeplab` (``num_classes``, ``output_stride``...)."""
     if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}")
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     return get_deeplab(**MODEL_REGISTRY[name], **kwargs)

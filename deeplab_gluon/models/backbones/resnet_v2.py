@@ -20,7 +20,6 @@ RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
     101: ("bottleneck", (3, 4, 23, 3), (64, 256, 512, 1024, 2048)),
     152: ("bottleneck", (3, 8, 36, 3), (64, 256, 512, 1024, 2048)),
 }
-OUTPUT_STRIDES = (8, 16, 32)
 CLASSIFIER_PARAMS = ("output.weight", "output.bias")  # the zoo's ImageNet classifier, unused here
 
 
@@ -94,8 +93,8 @@ def stage_strides_and_dilations(output_stride: int) -> Tuple[Tuple[int, ...], Tu
     >>> stage_strides_and_dilations(8)
     ((1, 2, 1, 1), (1, 1, 2, 4))
     """
-    if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+    if output_stride not in DilatedResNetV2.OUTPUT_STRIDES:
+        raise ValueError(f"output_stride must be one of {DilatedResNetV2.OUTPUT_STRIDES}, got {output_stride}")
     strides, dilations = [], []
     current_stride, dilation = 4, 1
     for nominal in (1, 2, 2, 2):
@@ -120,10 +119,13 @@ class DilatedResNetV2(HybridBlock):
     norm_layer, norm_kwargs : the normalisation layer (``nn.BatchNorm`` or ``SyncBatchNorm``)
         and its arguments, e.g. ``{"use_global_stats": True}`` to freeze statistics.
 
-    Forward: ``x`` (N, 3, H, W) -> ``(stage3, features)`` with ``stage3`` of shape
-    (N, C3, ceil(H/s3), ceil(W/s3)) for the auxiliary head and ``features`` (N, C4, ceil(H/os),
-    ceil(W/os)), already passed through the final BatchNorm + ReLU of ResNet-v2.
+    Forward: ``x`` (N, 3, H, W) -> ``(low_level, stage3, features)``: ``low_level`` the stage-1
+    output (N, C1, ceil(H/4), ceil(W/4)) for a decoder, ``stage3`` (N, C3, ceil(H/s3), ceil(W/s3))
+    for the auxiliary head and ``features`` (N, C4, ceil(H/os), ceil(W/os)), already passed through
+    the final BatchNorm + ReLU of ResNet-v2.
     """
+
+    OUTPUT_STRIDES = (8, 16, 32)
 
     def __init__(self, depth: int = 50, output_stride: int = 16,
                  multi_grid: Optional[Sequence[int]] = None,
@@ -175,13 +177,23 @@ class DilatedResNetV2(HybridBlock):
     def stage3_channels(self) -> int:
         return self.stage_channels[2]
 
+    @property
+    def low_level_channels(self) -> int:
+        return self.stage_channels[0]
+
     def hybrid_forward(self, F, x):
-        stage3 = None
+        low_level = stage3 = None
         for index, layer in enumerate(self.features):
             x = layer(x)
-            if index == 7:  # stem is 0-4, stages are 5-8
+            if index == 5:  # stem is 0-4, stages are 5-8
+                low_level = x
+            elif index == 7:
                 stage3 = x
-        return stage3, x
+        return low_level, stage3, x
+
+    def load_pretrained(self, path: str, ctx=None) -> None:
+        """Load a model-zoo ``resnet<depth>_v2`` ImageNet file; see :func:`load_backbone_weights`."""
+        load_backbone_weights(self, path, ctx)
 
 
 def read_zoo_params(path: str, depth: int) -> Dict[str, mx.nd.NDArray]:

@@ -1,0 +1,52 @@
+"""Backbones: one file each, one registry here.
+
+Every backbone is a ``HybridBlock`` built as ``Backbone(output_stride=16, multi_grid=None,
+norm_layer=nn.BatchNorm, norm_kwargs=None)`` (the registry binds the variant, e.g. the depth) with
+
+- ``OUTPUT_STRIDES``: the output strides it supports;
+- forward ``x`` (N, 3, H, W) -> ``(low_level, stage3, features)``: stride-4 features for the
+  DeepLabV3+ decoder, the auxiliary head's input, and the features at the output stride;
+- ``low_level_channels``, ``stage3_channels``, ``out_channels``;
+- ``load_pretrained(path, ctx=None)``: the ImageNet model-zoo file users download, ``ValueError``
+  naming what is missing or unexpected.
+
+A new backbone is a new file here and one line in :data:`BACKBONES`.
+"""
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import Callable, Dict, Optional, Sequence
+
+from mxnet.gluon import HybridBlock, nn
+
+from .resnet_v2 import RESNET_V2_SPECS, DilatedResNetV2
+
+# canonical name (gluoncv's spelling) -> constructor taking (output_stride, multi_grid, norm_layer, norm_kwargs)
+BACKBONES: Dict[str, Callable[..., HybridBlock]] = {
+    **{f"resnet{depth}_v2": partial(DilatedResNetV2, depth) for depth in RESNET_V2_SPECS},
+}
+
+# The TF recipe's spelling (resnet_v2_101) and bare depths (101, resnet101) name ResNet-v2.
+_RESNET_V2_ALIAS = re.compile(r"(?:resnet_?v2_?|resnet)?(\d+)(?:_?v2)?")
+
+
+def canonical_backbone(name: str) -> str:
+    """The registry name of a backbone: ``resnet_v2_101``, ``resnet101`` and ``101`` give ``resnet101_v2``.
+
+    Raises ``ValueError`` listing the known names for anything else.
+    """
+    text = str(name).strip().lower()
+    if text in BACKBONES:
+        return text
+    match = _RESNET_V2_ALIAS.fullmatch(text)
+    if match and f"resnet{match.group(1)}_v2" in BACKBONES:
+        return f"resnet{match.group(1)}_v2"
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def get_backbone(name: str, output_stride: int = 16, multi_grid: Optional[Sequence[int]] = None,
+                 norm_layer=nn.BatchNorm, norm_kwargs: Optional[dict] = None) -> HybridBlock:
+    """Build the backbone ``name`` (any spelling :func:`canonical_backbone` accepts)."""
+    return BACKBONES[canonical_backbone(name)](output_stride=output_stride, multi_grid=multi_grid,
+                                               norm_layer=norm_layer, norm_kwargs=norm_kwargs)

@@ -1,0 +1,91 @@
+"""``ModelSpec``: the one description of a network, stored in every checkpoint and enough to rebuild it."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import List, Tuple
+
+from .backbones import canonical_backbone
+
+HEADS = ("aspp", "vortex")
+OUTPUT_STRIDES = (8, 16, 32)
+VORTEX_MODULES = ("A", "B")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a DeepLab network is; :func:`~deeplab_gluon.models.build_model` builds it.
+
+    Checkpoints store ``to_dict()``; ``from_dict`` reads those of every earlier version (fields added
+    later take their defaults). The spelling of ``backbone`` is normalised (``resnet_v2_101`` ->
+    ``resnet101_v2``), so two specs of the same network compare equal.
+    """
+
+    backbone: str = "resnet50_v2"
+    head: str = "aspp"                  # "aspp" or "vortex"
+    num_classes: int = 21
+    output_stride: int = 16             # 8, 16 or 32; changes no weight
+    multi_grid: Tuple[int, ...] = ()    # unit rates of the last stage, e.g. (1, 2, 4); changes no weight
+    vortex_module: str = "A"            # Vortex Pooling module A or B; changes no weight
+    aux: bool = False                   # the auxiliary FCN head on stage 3
+
+    # what must agree for a checkpoint's weights to fit a network
+    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux")
+
+    def __post_init__(self):
+        def set_field(name, value):  # frozen: normalise in place once, here
+            object.__setattr__(self, name, value)
+
+        set_field("backbone", canonical_backbone(self.backbone))
+        set_field("head", str(self.head).lower())
+        set_field("vortex_module", str(self.vortex_module).upper())
+        set_field("multi_grid", tuple(int(rate) for rate in (self.multi_grid or ())))
+        set_field("num_classes", int(self.num_classes))
+        set_field("output_stride", int(self.output_stride))
+        set_field("aux", bool(self.aux))
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {self.num_classes}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {self.output_stride}")
+        if self.vortex_module not in VORTEX_MODULES:
+            raise ValueError(f"Vortex module must be A or B, got {self.vortex_module!r}")
+        if any(rate < 1 for rate in self.multi_grid):
+            raise ValueError(f"multi_grid rates must be >= 1, got {self.multi_grid}")
+
+    @property
+    def name(self) -> str:
+        """The registry-style name, e.g. ``deeplabv3_resnet101_v2_aspp``."""
+        return f"deeplabv3_{self.backbone}_{self.head}"
+
+    def replace(self, **changes) -> "ModelSpec":
+        """A copy with some fields changed, e.g. ``spec.replace(output_stride=8)``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return {field.name: list(value) if isinstance(value, tuple) else value
+                for field, value in ((f, getattr(self, f.name)) for f in dataclasses.fields(self))}
+
+    @classmethod
+    def from_dict(cls, description: dict) -> "ModelSpec":
+        """The spec a checkpoint's ``meta["model"]`` describes; ``ValueError`` for fields this version lacks."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(description) - known)
+        if unknown:
+            raise ValueError(f"the model description has fields this version of deeplab_gluon does not know "
+                             f"({', '.join(unknown)}); it was written by a newer version")
+        return cls(**description)
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> "ModelSpec":
+        """The spec named by the same-named fields of a job's config (e.g. ``TrainConfig``), plus ``overrides``."""
+        values = {field.name: getattr(config, field.name) for field in dataclasses.fields(cls)
+                  if hasattr(config, field.name)}
+        return cls(**{**values, **overrides})
+
+    def weight_differences(self, other: "ModelSpec") -> List[str]:
+        """Why weights saved for ``self`` do not fit ``other``, one phrase per differing field."""
+        return [f"{key}: checkpoint has {getattr(self, key)!r}, this run has {getattr(other, key)!r}"
+                for key in self.WEIGHT_FIELDS if getattr(self, key) != getattr(other, key)]
+

@@ -1,0 +1,122 @@
+"""The training run's steps as plain functions, and the flag combinations refused before any work."""
+import os
+from pathlib import Path
+
+import pytest
+
+from deeplab_gluon.checkpoint import Checkpoint, checkpoint_name
+from deeplab_gluon.train import main, parse_config
+from deeplab_gluon.trainer import TrainingError, should_checkpoint, should_validate, starting_point
+from tiny_model import save_tiny_checkpoint, tiny_net
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_validation_and_checkpoint_schedule():
+    # 10 iterations an epoch, 35 in all
+    assert [it for it in range(1, 36) if should_validate(it, 35, 10, val_every=2)] == [20, 35]
+    assert [it for it in range(1, 36) if should_validate(it, 35, 10, val_every=0)] == [35]
+    assert [it for it in range(1, 36) if should_checkpoint(it, 35, 10, checkpoint_every=0)] == [10, 20, 30, 35]
+    assert [it for it in range(1, 36) if should_checkpoint(it, 35, 10, checkpoint_every=15)] == [15, 30, 35]
+
+
+@pytest.fixture(scope="module")
+def run_with_checkpoints(tmp_path_factory):
+    """A run folder named '3' holding checkpoints at iterations 3 (end of epoch 1) and 6."""
+    folder = tmp_path_factory.mktemp("runs") / "3"
+    net = tiny_net(num_classes=5)
+    for iteration in (3, 6):
+        path = save_tiny_checkpoint(folder, net, ["c"] * 5, iteration=iteration)
+        meta = dict(Checkpoint.read(path).meta, epoch=iteration // 3, end_of_epoch=True)
+        Checkpoint.write(path, net, None, meta)
+    return folder
+
+
+def test_resume_resolves_last_epoch_and_file(run_with_checkpoints):
+    checkpoints = run_with_checkpoints / "checkpoints"
+    assert starting_point("last", "", checkpoints).resume.iteration == 6
+    assert starting_point("1", "", checkpoints).resume.iteration == 3  # the end of epoch 1
+    assert starting_point(str(checkpoints / checkpoint_name(3)), "", checkpoints).resume.iteration == 3
+    with pytest.raises(TrainingError, match="already holds checkpoints: pass --resume last"):
+        starting_point("-1", "", checkpoints)
+    with pytest.raises(TrainingError, match="no checkpoint from the end of epoch 7"):
+        starting_point("7", "", checkpoints)
+
+
+def test_init_from_is_always_a_path_never_an_epoch(run_with_checkpoints, tmp_path, monkeypatch):
+    monkeypatch.chdir(run_with_checkpoints.parent)  # "3" is the run folder here
+    start = starting_point("-1", "3", tmp_path / "new" / "checkpoints")
+    assert start.resume is None and start.init.iteration == 6
+    assert start.init.path == Path("3") / "checkpoints" / checkpoint_name(6)
+
+
+def test_resume_last_without_checkpoints_starts_fresh_and_says_so(tmp_path):
+    start = starting_point("last", "", tmp_path / "checkpoints")
+    assert start.resume is None and start.init is None
+    assert start.note == f"--resume last: no checkpoint in {tmp_path / 'checkpoints'} yet, starting fresh"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset", "toy", "--num_classes", "3"],
+     "--num_classes 3 is fewer than the 5 classes of the toy dataset, whose labels would be clipped"),
+    (["--resume", "last", "--load_backbone_only", "1"], "--load_backbone_only 1 applies to --init_from"),
+    (["--max_iter", "-5"], "--max_iter and --train_epochs cannot be negative"),
+    (["--initial_learning_rate", "inf"], "--initial_learning_rate must be a positive number, got inf"),
+])
+def test_refused_before_any_work_with_one_line(flags, message, capsys):
+    assert main(["--data_dir", str(REPO), "--max_iter", "1"] + flags) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"train.py: error: {message}")
+
+def test_each_dataset_trains_on_its_own_split_by_default():
+    assert parse_config(["--dataset", "voc"]).training_split == "train_aug"
+    assert parse_config(["--dataset", "folder"]).training_split == "train"
+    assert parse_config(["--dataset", "toy"]).training_split == "train"
+    assert parse_config(["--dataset", "folder", "--train_split", "mine"]).training_split == "mine"
+
+
+def test_deterministic_is_set_before_the_network_is_built(monkeypatch):
+    import deeplab_gluon.trainer as trainer
+
+    seen = {}
+    monkeypatch.delenv("MXNET_ENFORCE_DETERMINISM", raising=False)
+    monkeypatch.setenv("MXNET_CUDNN_AUTOTUNE_DEFAULT", "1")  # a user's own value is overridden by the flag
+    monkeypatch.setattr(trainer, "run_training", lambda config: seen.update(
+        {key: os.environ.get(key) for key in ("MXNET_ENFORCE_DETERMINISM", "MXNET_CUDNN_AUTOTUNE_DEFAULT")}) or {})
+    assert main(["--dataset", "toy", "--max_iter", "1", "--deterministic", "1"]) == 0
+    assert seen == {"MXNET_ENFORCE_DETERMINISM": "1", "MXNET_CUDNN_AUTOTUNE_DEFAULT": "0"}
+
+
+def test_the_top_level_api():
+    import deeplab_gluon
+    from deeplab_gluon import ConfusionMatrix, ModelSpec, get_deeplab, get_model, list_models, load_model, predict_labels
+
+    assert callable(get_model) and callable(load_model) and callable(predict_labels) and callable(get_deeplab)
+    assert ModelSpec().backbone == "resnet50_v2" and ConfusionMatrix(3).matrix.shape == (3, 3)
+    assert "deeplabv3_resnet50_v2_vortex" in list_models()
+    with pytest.raises(AttributeError, match="no attribute 'DeepLab'"):
+        deeplab_gluon.DeepLab
+
+
+@pytest.mark.slow
+def test_a_validation_split_without_valid_pixels_neither_breaks_the_summary_nor_resume(tmp_path):
+    import json
+
+    import numpy as np
+
+    from deeplab_gluon.data import make_toy_dataset, save_index_png
+    from train_runs import run_train, train_flags
+
+    root = tmp_path / "toy"
+    make_toy_dataset(root, num_train=8, num_val=2, image_size=(40, 40), seed=0)
+    voc = root / "VOC2012"
+    for sample_id in (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split():
+        save_index_png(voc / "SegmentationClass" / f"{sample_id}.png", np.full((40, 40), 255, np.uint8))
+    run = tmp_path / "run"
+    first = run_train(train_flags(root, run, max_iter=2))
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_mIoU"] is None and summary["final"]["mIoU"] is None
+    resumed = run_train(train_flags(root, run, max_iter=4, resume="last"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "summary.json").read_text())["iteration"] == 4
