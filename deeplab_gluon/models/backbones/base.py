@@ -1,15 +1,8 @@
-"""The contract every backbone follows, and loading its model-zoo ImageNet weights.
+"""What every backbone shares: its contract's attributes and loading its model-zoo ImageNet weights.
 
-Every backbone is built as ``Cls(<variant args>, output_stride=16, multi_grid=None,
-norm_layer=nn.BatchNorm, norm_kwargs=None)`` and its forward maps ``x`` (N, 3, H, W) to
-``(low_level, stage3, features)``:
-
-- ``low_level``: (N, low_level_channels, ceil(H/4), ceil(W/4)), for the DeepLabV3+ decoder;
-- ``stage3``: the input of the auxiliary FCN head (ResNets: stage 3; each class says what it uses);
-- ``features``: (N, out_channels, ceil(H/os), ceil(W/os)), for the context head.
-
-Each backbone mirrors its zoo network's layer tree attribute for attribute, so the zoo's
-``.params`` file (structural names such as ``layer1.0.conv1.weight``) loads unchanged.
+The contract itself is in the package docstring (``backbones/__init__.py``). Each backbone
+mirrors its zoo network's layer tree attribute for attribute, so the zoo's ``.params`` file
+(structural names such as ``layer1.0.conv1.weight``) loads unchanged.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from mxnet.gluon import HybridBlock, nn
 
-from ..resnet_v2 import stage_strides_and_dilations
+from .resnet_v2 import stage_strides_and_dilations
 from .base import Backbone, check_output_stride
 
 # depth -> (block type, blocks per stage); stage widths are 64, 128, 256, 512 times the expansion
