@@ -22,7 +22,7 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
-from .cli import JobError
+from .cli import JobError, UsageError
 from .devices import parse_devices
 from .loss import SegmentationLoss, count_valid
 from .models import ModelSpec, build_model
@@ -66,7 +66,7 @@ class SegmentationTrainer:
         self.net, self.ctxs = net, list(ctxs)
         self.ignore_label, self.seed, self.max_bad_steps = ignore_label, seed, max_bad_steps
         if head_lr_mult != 1.0:
-            for block in (net.head, net.aux_head):
+            for block in (net.head, net.aux_head, net.decoder):
                 if block is not None:
                     for param in block.collect_params().values():
                         param.lr_mult = head_lr_mult
@@ -392,8 +392,11 @@ def prepare_run(config) -> Optional[tuple]:
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
-    net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
-                      pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
+    try:
+        net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
+                          pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
+    except ValueError as err:  # a --pre_trained_model file of another network, or flags the backbone refuses
+        raise UsageError(str(err)) from None
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
