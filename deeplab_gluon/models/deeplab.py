@@ -74,14 +74,16 @@ def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: b
     if freeze_bn:
         norm_kwargs["use_global_stats"] = True
     norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
-    body = get_backbone(spec.backbone, spec.output_stride, spec.multi_grid or None, **norm)
+    body = get_backbone(spec.backbone, spec.output_stride, spec.multi_grid or None,
+                        dilation_rule=spec.dilation_rule, **norm)
     rates = head_rates(spec.head, spec.output_stride)
     head_classes = None if spec.decoder else spec.num_classes  # with a decoder, the head gives features
     if spec.head == "aspp":
-        context_head = ASPPHead(body.out_channels, head_classes, rates, dropout=dropout, **norm)
+        context_head = ASPPHead(body.out_channels, head_classes, rates, dropout=dropout,
+                                variant=spec.head_variant, **norm)
     else:
         context_head = VortexHead(body.out_channels, head_classes, rates, module=spec.vortex_module,
-                                  dropout=dropout, **norm)
+                                  dropout=dropout, variant=spec.head_variant, **norm)
     aux_head = FCNHead(body.stage3_channels, spec.num_classes, dropout=dropout, **norm) if spec.aux else None
     decoder = Decoder(body.low_level_channels, spec.num_classes, dropout=dropout, **norm) if spec.decoder else None
     net = DeepLabV3(body, context_head, aux_head, decoder)
@@ -107,17 +109,19 @@ def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: b
 def get_deeplab(backbone: str = "resnet50_v2", head: str = "aspp", output_stride: int = 16,
                 num_classes: int = 21, pretrained_base: Optional[str] = None,
                 multi_grid: Optional[Sequence[int]] = None, aux: bool = False, freeze_bn: bool = False,
-                vortex_module: str = "A", decoder: bool = False, ctx=None, initialize: bool = True,
-                **build_kwargs) -> DeepLabV3:
+                vortex_module: str = "A", decoder: bool = False, head_variant: str = "deeplab",
+                dilation_rule: str = "uniform", ctx=None, initialize: bool = True, **build_kwargs) -> DeepLabV3:
     """Build a DeepLabV3 from keywords: ``build_model(ModelSpec(backbone, head, ...), ctx, ...)``.
 
     ``backbone``: any name :func:`list_backbones` gives (``resnet_v2_50`` is accepted too); ``head``:
     ``"aspp"`` or ``"vortex"``; ``output_stride``: 8, 16 or 32; ``multi_grid``: unit rates of the last
-    stage, e.g. ``(1, 2, 4)``; ``aux``: the FCN auxiliary head on stage 3; ``decoder``: DeepLabV3+.
-    The rest as in :func:`build_model`.
+    stage, e.g. ``(1, 2, 4)``; ``aux``: the FCN auxiliary head on stage 3; ``decoder``: DeepLabV3+;
+    ``head_variant``: ``"deeplab"`` or ``"gluoncv"``; ``dilation_rule``: ``"uniform"`` or ``"gluoncv"``
+    (ResNet-v1b/v1s). The rest as in :func:`build_model`.
     """
     spec = ModelSpec(backbone=backbone, head=head, num_classes=num_classes, output_stride=output_stride,
-                     multi_grid=tuple(multi_grid or ()), vortex_module=vortex_module, aux=aux, decoder=decoder)
+                     multi_grid=tuple(multi_grid or ()), vortex_module=vortex_module, aux=aux, decoder=decoder,
+                     head_variant=head_variant, dilation_rule=dilation_rule)
     return build_model(spec, ctx, freeze_bn=freeze_bn, pretrained_base=pretrained_base, initialize=initialize,
                        **build_kwargs)
 
