@@ -125,7 +125,7 @@ class EvaluateConfig:
             problems.append(f"--ignore_label must be in 0..255, got {self.ignore_label}")
         if self.output is not None:
             problems.append(output_problem(self.output, "--output", folder=False))
-        return problems
+        return [problem for problem in problems if problem]
 
 
 # ---------------------------------------------------------------------------------------------- folder mode

@@ -76,7 +76,7 @@ class ExportConfig:
                 except ImportError:
                     problems.append(f"--format onnx needs the {package} package: {ONNX_HINT}"
                                     + ("; or pass --check 0" if package == "onnxruntime" else ""))
-        return problems
+        return [problem for problem in problems if problem]
 
 
 def export_prefix(spec: ModelSpec) -> str:

@@ -69,7 +69,7 @@ class PredictConfig:
         if self.limit is not None and self.limit < 1:
             problems.append(f"--limit must be at least 1, got {self.limit}")
         problems.append(output_problem(self.output_dir, "--output_dir", folder=True))
-        return problems
+        return [problem for problem in problems if problem]
 
 
 @dataclass

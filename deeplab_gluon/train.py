@@ -192,7 +192,7 @@ class TrainConfig:
         if self.init_from:
             check(Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
         problems.extend(self._resume_problems())
-        return problems
+        return [problem for problem in problems if problem]
 
     def _resume_problems(self) -> List[str]:
         from .checkpoint import Checkpoint, CheckpointError

@@ -241,6 +241,7 @@ def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, 
     return iteration % (checkpoint_every or iterations_per_epoch) == 0
 
 
+@dataclass
 class StopRequest:
     """The signal (SIGINT / SIGTERM) that asked the run to stop, once the current step is done."""
     signal: Optional[int] = None
@@ -264,7 +265,7 @@ def stop_requests() -> Iterator[StopRequest]:
 
 
 class TrainingRun:
-    """What a run keeps between steps: its folder, log, network, trainer and scores."""
+    """What a run keeps between steps: its folder, log, progress bar, network, trainer and scores."""
 
     def __init__(self, config, spec: ModelSpec, data: TrainingData, net, trainer: SegmentationTrainer,
                  ctxs, is_main: bool):
@@ -274,6 +275,38 @@ class TrainingRun:
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.log = RunLog(self.output_dir / "log.jsonl", enabled=is_main)
         self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
+        self.bar = None
+        self.window_start, self.window_images, self.smoothed = time.time(), 0, None
+
+    def begin(self, note: str, rank: int, num_workers: int) -> None:
+        """``config.json``, the log's ``start`` line (worker 0) and the progress bar."""
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+            if note.startswith("--resume last"):
+                print(note)
+            self.log.write("start", iteration=self.trainer.iteration, max_iter=self.data.max_iter,
+                           iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
+                           worker=rank, workers=num_workers, note=note, model=self.spec.to_dict())
+        self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
+                        disable=not (self.config.progress and self.is_main))
+
+    def report(self, loss: float, lr: float, images: int) -> None:
+        """Advance the bar; every ``log_every`` steps a ``train`` log line (loss, lr, images per second)."""
+        it = self.trainer.iteration
+        self.window_images += images
+        if not math.isfinite(loss):
+            self.log.write("nonfinite", iteration=it, consecutive=self.trainer.bad_steps)
+        else:
+            self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
+        self.bar.update(1)
+        if it % self.config.log_every == 0 or it == self.data.max_iter:
+            speed = self.window_images / max(time.time() - self.window_start, 1e-9)
+            self.log.write("train", iteration=it, epoch=it / self.data.iterations_per_epoch, loss=loss, lr=lr,
+                           images_per_sec=speed)
+            self.bar.set_postfix(loss=f"{self.smoothed if self.smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
+                                 img_s=f"{speed:.1f}")
+            self.window_start, self.window_images = time.time(), 0
 
     def meta(self) -> dict:
         iteration, per_epoch = self.trainer.iteration, self.data.iterations_per_epoch
@@ -293,31 +326,28 @@ class TrainingRun:
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
 
-    def validate(self) -> dict:
-        """Score the validation split; keeps ``best.ckpt`` (weights only) when mIoU improves."""
+    def validate(self) -> None:
+        """Score the validation split and keep ``best.ckpt`` (weights only) when mIoU improves; if the
+        validation data fails, save the training done before saying so."""
+        from .data import DataError
         from .inference import evaluate_dataset
 
-        iteration = self.trainer.iteration
-        confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
-                                     self.config.ignore_label, progress=self.config.progress, desc=f"val @{iteration}")
+        it = self.trainer.iteration
+        try:
+            confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
+                                         self.config.ignore_label, progress=self.config.progress, desc=f"val @{it}")
+        except DataError as err:
+            path = self.save() if self.saved_at != it else None
+            raise TrainingError(f"validation failed: {err}; training up to iteration {it} is saved"
+                                + (f" in {path}" if path else "")) from None
         metrics = confusion.summary(self.data.classes)
-        self.log.write("val", iteration=iteration, epoch=iteration // self.data.iterations_per_epoch, **metrics)
+        self.log.write("val", iteration=it, epoch=it // self.data.iterations_per_epoch, **metrics)
         self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
         if metrics["mIoU"] is not None and metrics["mIoU"] > self.best_miou:  # None: no valid pixel was scored
             self.best_miou = metrics["mIoU"]
             Checkpoint.write(self.output_dir / "best.ckpt", self.net, None, self.meta())
-        return self.last_scores
-
-    def validate_or_save(self) -> dict:
-        """:meth:`validate`; if the validation data fails, save the training done before saying so."""
-        from .data import DataError
-
-        try:
-            return self.validate()
-        except DataError as err:
-            path = self.save() if self.saved_at != self.trainer.iteration else None
-            kept = f"; training up to iteration {self.trainer.iteration} is saved{f' in {path}' if path else ''}"
-            raise TrainingError(f"validation failed: {err}{kept}") from None
+        text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in self.last_scores.items()}
+        self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
 
     def loader(self, rank: int, num_workers: int):
         from .data.loader import SeededTransformDataset, TrainBatchSampler
@@ -337,53 +367,25 @@ class TrainingRun:
         raise KeyboardInterrupt(f"stopped by {signal_name} at iteration {it}; checkpoint {path} saved; "
                                 f"continue with --resume last")
 
-    def summary(self) -> dict:
-        return {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
-                "best_mIoU": None if self.best_miou < 0 else self.best_miou, "final": self.last_scores}
-
-
-class ProgressReport:
-    """The progress bar and the ``train`` log lines: smoothed loss, learning rate, images per second."""
-
-    def __init__(self, run: TrainingRun):
-        self.run, self.log_every = run, run.config.log_every
-        self.bar = tqdm(total=run.data.max_iter, initial=run.trainer.iteration, desc="train", dynamic_ncols=True,
-                        disable=not (run.config.progress and run.is_main))
-        self.window_start, self.window_images, self.smoothed = time.time(), 0, None
-
-    def step(self, iteration: int, loss: float, lr: float, images: int) -> None:
-        self.window_images += images
-        if not math.isfinite(loss):
-            self.run.log.write("nonfinite", iteration=iteration, consecutive=self.run.trainer.bad_steps)
-        else:
-            self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
-        self.bar.update(1)
-        if iteration % self.log_every == 0 or iteration == self.run.data.max_iter:
-            speed = self.window_images / max(time.time() - self.window_start, 1e-9)
-            self.run.log.write("train", iteration=iteration, epoch=iteration / self.run.data.iterations_per_epoch,
-                               loss=loss, lr=lr, images_per_sec=speed)
-            self.bar.set_postfix(loss=f"{self.smoothed if self.smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
-                                 img_s=f"{speed:.1f}")
-            self.window_start, self.window_images = time.time(), 0
-
-    def scores(self, iteration: int, scores: dict) -> None:
-        text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in scores.items()}
-        self.bar.write(f"iteration {iteration}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
-
-
-def open_kvstore(name: str):
-    """``(kvstore, rank, number of workers)``: a ``dist_*`` KVStore object, or the name of a local one."""
-    if not name.startswith("dist"):
-        return name, 0, 1
-    kvstore = mx.kv.create(name)
-    return kvstore, kvstore.rank, kvstore.num_workers
+    def end(self) -> dict:
+        """``summary.json``, the log's ``end`` line and ``curves.png`` (worker 0); returns the summary."""
+        summary = {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
+                   "best_mIoU": None if self.best_miou < 0 else self.best_miou, "final": self.last_scores}
+        if self.is_main:
+            self.log.write("end", **summary)
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            plot_curves(self.output_dir / "log.jsonl", self.output_dir / "curves.png")
+        return summary
 
 
 def prepare_run(config) -> Optional[tuple]:
     """Everything before the first step: ``(run, start, kvstore rank, workers)``, or None when the run is
     already finished (said on stdout; nothing in its folder is touched)."""
     ctxs = parse_devices(config.gpus)
-    kvstore, rank, num_workers = open_kvstore(config.kvstore)
+    kvstore, rank, num_workers = config.kvstore, 0, 1
+    if config.kvstore.startswith("dist"):
+        kvstore = mx.kv.create(config.kvstore)
+        rank, num_workers = kvstore.rank, kvstore.num_workers
     start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
     data = load_data(config, num_workers)
     if start.resume is not None and start.resume.iteration >= data.max_iter:
@@ -415,30 +417,8 @@ def prepare_run(config) -> Optional[tuple]:
     return run, start, rank, num_workers
 
 
-def record_start(run: TrainingRun, start: StartingPoint, rank: int, num_workers: int) -> None:
-    """``config.json`` and the log's ``start`` line (worker 0)."""
-    if not run.is_main:
-        return
-    run.output_dir.mkdir(parents=True, exist_ok=True)
-    (run.output_dir / "config.json").write_text(json.dumps(run.config.to_dict(), indent=1))
-    if start.note.startswith("--resume last"):
-        print(start.note)
-    run.log.write("start", iteration=run.trainer.iteration, max_iter=run.data.max_iter,
-                  iterations_per_epoch=run.data.iterations_per_epoch, devices=[str(c) for c in run.ctxs],
-                  worker=rank, workers=num_workers, note=start.note, model=run.spec.to_dict())
-
-
-def record_end(run: TrainingRun) -> dict:
-    summary = run.summary()
-    if run.is_main:
-        run.log.write("end", **summary)
-        (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        plot_curves(run.output_dir / "log.jsonl", run.output_dir / "curves.png")
-    return summary
-
-
 @contextlib.contextmanager
-def failures_explained(run: TrainingRun, report: ProgressReport):
+def failures_explained(run: TrainingRun):
     """Turn what can stop a run into one-line :class:`TrainingError` s, and always end the step cleanly."""
     from .data import DataError
 
@@ -452,7 +432,7 @@ def failures_explained(run: TrainingRun, report: ProgressReport):
     except CheckpointError as err:  # a checkpoint could not be written (full disk, ...)
         raise TrainingError(str(err)) from None
     finally:
-        report.bar.close()
+        run.bar.close()
         # The last step's gradient pushes are asynchronous: a worker that exits before they reach
         # the servers leaves the others waiting forever for that step's pull.
         mx.nd.waitall()
@@ -469,23 +449,22 @@ def run_training(config) -> dict:
     if prepared is None:
         return {}
     run, start, rank, num_workers = prepared
-    record_start(run, start, rank, num_workers)
+    run.begin(start.note, rank, num_workers)
     data, trainer = run.data, run.trainer
     schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
                                 config.lr_steps)
-    report = ProgressReport(run)
-    with failures_explained(run, report), stop_requests() as stop:
+    with failures_explained(run), stop_requests() as stop:
         for images, labels in run.loader(rank, num_workers):
             lr = schedule(trainer.iteration)
             loss = trainer.train_step(images, labels, lr)
             it = trainer.iteration
-            report.step(it, loss, lr, images.shape[0])
+            run.report(loss, lr, images.shape[0])
             # only worker 0 validates; the others wait for it at the next gradient reduction
             if run.is_main and data.val_set is not None and should_validate(
                     it, data.max_iter, data.iterations_per_epoch, config.val_every):
-                report.scores(it, run.validate_or_save())
+                run.validate()
             if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
                 run.save()
             if stop.signal is not None:
                 run.stop(signal.Signals(stop.signal).name)
-    return record_end(run)
+    return run.end()
