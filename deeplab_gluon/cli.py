@@ -38,6 +38,15 @@ class JobArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def mxnet_reason(err: Exception) -> str:
+    """The reason in an ``MXNetError``'s text, whose first line is often just ``Traceback (most recent call last):``."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reason = (lines[-1] if lines else type(err).__name__).split("MXNetError:", 1)[-1].strip()
+    if reason.startswith("Check failed:"):  # "Check failed: <condition>: <message>"
+        reason = reason.split(": ", 2)[-1]
+    return reason
+
+
 def fail(prog: str, message, code: int = USAGE) -> int:
     """Print ``<prog>: error: <message>`` as one line on stderr; returns ``code``."""
     text = " ".join(str(message).split())  # no embedded newlines: one line, always

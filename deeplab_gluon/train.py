@@ -222,8 +222,12 @@ def train(config: TrainConfig) -> int:
         # cuDNN reads these when each convolution first runs, which is after this point
         os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
         os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] = "0"
+    from .models.backbones import canonical_backbone
     from .trainer import run_training
 
+    backbone = canonical_backbone(config.backbone)
+    if backbone.endswith("_v2") and "v2" not in config.backbone.lower():  # "resnet101": v1 or v2?
+        print(f"--base_architecture {config.backbone} is read as {backbone} (ResNet-v2)")
     summary = run_training(config)
     final = summary.get("final")
     if final and final.get("mIoU") is not None:

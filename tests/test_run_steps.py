@@ -75,6 +75,16 @@ def test_each_dataset_trains_on_its_own_split_by_default():
     assert parse_config(["--dataset", "folder", "--train_split", "mine"]).training_split == "mine"
 
 
+def test_a_bare_depth_is_read_as_resnet_v2_and_said_once(monkeypatch, capsys):
+    import deeplab_gluon.trainer as trainer
+
+    monkeypatch.setattr(trainer, "run_training", lambda config: {})
+    assert main(["--dataset", "toy", "--max_iter", "1", "--base_architecture", "resnet101"]) == 0
+    assert capsys.readouterr().out == "--base_architecture resnet101 is read as resnet101_v2 (ResNet-v2)\n"
+    assert main(["--dataset", "toy", "--max_iter", "1", "--base_architecture", "resnet_v2_101"]) == 0
+    assert capsys.readouterr().out == ""
+
+
 def test_deterministic_is_set_before_the_network_is_built(monkeypatch):
     import deeplab_gluon.trainer as trainer
 

@@ -203,17 +203,31 @@ def read_zoo_params(path: str, depth: int) -> Dict[str, mx.nd.NDArray]:
     and legacy ``save_params`` files (``resnetv20_stage1_batchnorm0_gamma``); the latter are
     read through the zoo network itself, which knows how to map them.
     """
+    from ...cli import mxnet_reason
+
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:
-        raise ValueError(f"cannot read parameter file {path}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"{path} is not a parameter file: {mxnet_reason(err)}") from None
     if not isinstance(loaded, dict) or not loaded:
         raise ValueError(f"{path} holds no named parameters")
     if any("." in name for name in loaded):
         return loaded
     zoo = mx.gluon.model_zoo.vision.get_model(f"resnet{depth}_v2")
-    zoo.load_parameters(path, ctx=mx.cpu())
+    try:
+        zoo.load_parameters(path, ctx=mx.cpu())
+    except (AssertionError, mx.base.MXNetError) as err:
+        raise ValueError(f"{path} is not a resnet{depth}_v2 parameter file: {mxnet_reason(err)}") from None
     return {name: p.data() for name, p in zoo._collect_params_with_prefix().items()}
+
+
+def resnet_v2_depth_of(names) -> Optional[int]:
+    """The ResNet-v2 depth whose structural parameter names (``features.7.22.conv2.weight``) these are."""
+    blocks = tuple(len({name.split(".")[2] for name in names if name.startswith(f"features.{5 + stage}.")})
+                   for stage in range(4))
+    kind = "bottleneck" if any(".conv3." in name for name in names) else "basic"
+    return next((depth for depth, (block, layers, _) in RESNET_V2_SPECS.items()
+                 if block == kind and layers == blocks), None)
 
 
 def load_backbone_weights(backbone: DilatedResNetV2, path: str, ctx=None) -> None:
@@ -227,6 +241,9 @@ def load_backbone_weights(backbone: DilatedResNetV2, path: str, ctx=None) -> Non
     missing = sorted(set(params) - set(loaded))
     unexpected = sorted(set(loaded) - set(params) - set(CLASSIFIER_PARAMS))
     if missing or unexpected:
+        depth = resnet_v2_depth_of(loaded)
+        if depth is not None:
+            raise ValueError(f"{path} is a resnet{depth}_v2 parameter file, not resnet{backbone.depth}_v2")
         raise ValueError(
             f"{path} is not a resnet{backbone.depth}_v2 parameter file: "
             f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
