@@ -394,8 +394,11 @@ def prepare_run(config) -> Optional[tuple]:
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
-    net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
-                      pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
+    try:
+        net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
+                          pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
+    except ValueError as err:  # the ImageNet file does not fit the backbone
+        raise TrainingError(f"--pre_trained_model: {err}") from None
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,

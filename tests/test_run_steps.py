@@ -130,3 +130,17 @@ def test_a_validation_split_without_valid_pixels_neither_breaks_the_summary_nor_
     resumed = run_train(train_flags(root, run, max_iter=4, resume="last"))
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "summary.json").read_text())["iteration"] == 4
+
+
+def test_a_pretrained_file_that_is_no_parameter_file_is_one_line(tmp_path, capsys):
+    from deeplab_gluon.data import make_toy_dataset
+
+    make_toy_dataset(tmp_path / "toy", num_train=4, num_val=1, image_size=(32, 32), seed=0)
+    weights = tmp_path / "resnet18_v2.params"
+    weights.write_text("not weights")
+    code = main(["--dataset", "toy", "--data_dir", str(tmp_path / "toy"), "--max_iter", "1", "--batch_size", "2",
+                 "--base_architecture", "resnet_v2_18", "--crop_size", "32", "--num_workers", "0",
+                 "--output_dir", str(tmp_path / "run"), "--pre_trained_model", str(weights)])
+    assert code == 1
+    assert capsys.readouterr().err == (f"train.py: error: --pre_trained_model: {weights} is not a parameter file: "
+                                       f"Invalid NDArray file format\n")
