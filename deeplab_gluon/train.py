@@ -78,7 +78,10 @@ class TrainConfig:
         "with --init_from: take only the backbone's weights (e.g. for another class count)", group=MODEL))
 
     batch_size: int = field(default=16, metadata=flag(
-        "images per iteration over all devices of this worker", group=OPTIMISATION))
+        "images per forward/backward pass over all devices of this worker", group=OPTIMISATION))
+    iter_size: int = field(default=1, metadata=flag(
+        "passes whose gradients add up before each update (the DeepLab-ResNet repo's --grad-update-every): "
+        "an update sees batch_size * iter_size images", group=OPTIMISATION))
     learning_rate: float = field(default=7e-3, metadata=flag(
         "base learning rate", name="initial_learning_rate", group=OPTIMISATION))
     lr_policy: str = field(default="poly", metadata=flag(
@@ -107,6 +110,10 @@ class TrainConfig:
         "-1: fresh run; last: newest checkpoint in output_dir (fresh if there is none); N: the end of epoch N; "
         "or a checkpoint file", group=RUN))
     val_every: int = field(default=1, metadata=flag("validate every N epochs (0: only at the end)", group=RUN))
+    val_every_iter: int = field(default=0, metadata=flag(
+        "validate every N iterations instead (0: --val_every decides)", group=RUN))
+    val_limit: int = field(default=0, metadata=flag(
+        "validate on the first N images of the split only (0: all), for a quick check", group=RUN))
     log_every: int = field(default=10, metadata=flag("iterations between log lines", group=RUN))
     checkpoint_every: int = field(default=0, metadata=flag(
         "iterations between checkpoints (0: at the end of each epoch)", group=RUN))
@@ -150,6 +157,7 @@ class TrainConfig:
             devices = []
         check(self.batch_size >= max(1, len(devices)),
               f"--batch_size {self.batch_size} must be at least the number of devices ({len(devices)})")
+        check(self.iter_size >= 1, f"--iter_size must be at least 1, got {self.iter_size}")
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
@@ -174,8 +182,9 @@ class TrainConfig:
         check(self.head_lr_mult > 0, f"--head_lr_mult must be positive, got {self.head_lr_mult}")
         check(self.aux_weight >= 0, f"--aux_weight cannot be negative, got {self.aux_weight}")
         check(self.num_workers >= 0, f"--num_workers cannot be negative, got {self.num_workers}")
-        check(self.val_every >= 0 and self.log_every >= 1 and self.checkpoint_every >= 0,
-              "--val_every and --checkpoint_every must be >= 0 and --log_every >= 1")
+        check(min(self.val_every, self.val_every_iter, self.val_limit, self.checkpoint_every) >= 0
+              and self.log_every >= 1,
+              "--val_every, --val_every_iter, --val_limit and --checkpoint_every must be >= 0 and --log_every >= 1")
         check(self.keep_checkpoints >= 1, f"--keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         check(self.max_bad_steps >= 1, f"--max_bad_steps must be at least 1, got {self.max_bad_steps}")
         check(all(rate >= 1 for rate in self.multi_grid), f"--multi_grid rates must be >= 1, got {self.multi_grid}")

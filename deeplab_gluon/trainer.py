@@ -62,9 +62,13 @@ class SegmentationTrainer:
 
     def __init__(self, net, ctxs, *, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                  ignore_label: int = 255, aux_weight: float = 0.0, head_lr_mult: float = 1.0,
-                 kvstore="device", seed: int = 0, max_bad_steps: int = 5):
+                 kvstore="device", seed: int = 0, max_bad_steps: int = 5, iter_size: int = 1):
         self.net, self.ctxs = net, list(ctxs)
-        self.ignore_label, self.seed, self.max_bad_steps = ignore_label, seed, max_bad_steps
+        self.ignore_label, self.seed, self.max_bad_steps, self.iter_size = ignore_label, seed, max_bad_steps, iter_size
+        self.learned = [p for p in net.collect_params().values() if p.grad_req != "null"]
+        if iter_size > 1:  # gradients of the iter_size passes add up until the update
+            for param in self.learned:
+                param.grad_req = "add"
         if head_lr_mult != 1.0:
             for block in (net.head, net.aux_head):
                 if block is not None:
@@ -90,28 +94,25 @@ class SegmentationTrainer:
         self._device_threads = ThreadPoolExecutor(len(self.ctxs)) if len(self.ctxs) > 1 else None
 
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
-        """One SGD step on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
+        """One SGD update on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
 
         Each device back-propagates its share of the cross-entropy *sum*; ``Trainer.step`` then
         divides the reduced gradient by the valid pixels of the whole batch (over all devices and
-        workers), which gives exactly the gradient of the batch's mean loss.
+        workers), which gives exactly the gradient of the batch's mean loss. With ``iter_size`` K
+        the batch goes through in K passes of N/K images whose gradients add up before the one
+        update (gradient accumulation: the memory of N/K images, the update of N).
 
         A non-finite loss on any device or worker updates nothing anywhere (weights, momentum and
         BatchNorm statistics stay as they were) and counts as a bad step; :class:`TrainingError`
         after ``max_bad_steps`` in a row.
         """
-        image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
-        label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
         # dropout masks depend on (seed, iteration) only, so a resumed run draws the same ones
         mx.random.seed(self.seed * 1_000_003 + self.iteration, ctx="all")
         saved_stats = [[data.copy() for data in p.list_data()] for p in self.running_stats]
         self.trainer.set_learning_rate(learning_rate)
-        if len(self.ctxs) == 1:
-            sums = [self._forward_backward(image_parts[0], label_parts[0])]
-        else:
-            # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
-            # so the devices' graphs must be issued concurrently, not one after the other.
-            sums = list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
+        size = images.shape[0] // self.iter_size
+        sums = [part for start in range(0, size * self.iter_size, size)
+                for part in self._backward_on_devices(images[start:start + size], labels[start:start + size])]
         loss_sum = float(sum(part.asscalar() for part in sums))
         finite = math.isfinite(loss_sum)
         loss_sum, num_valid, num_bad = self.reduce_over_workers(
@@ -121,6 +122,7 @@ class SegmentationTrainer:
             for param, copies in zip(self.running_stats, saved_stats):
                 for data, copy in zip(param.list_data(), copies):
                     copy.copyto(data)
+            self._clear_gradients()
             self.bad_steps += 1
             if self.bad_steps >= self.max_bad_steps:
                 raise DivergedError(f"{self.bad_steps} non-finite losses in a row (last at iteration "
@@ -129,7 +131,23 @@ class SegmentationTrainer:
             return float("nan")
         self.bad_steps = 0
         self.trainer.step(max(num_valid, 1.0))
+        self._clear_gradients()
         return loss_sum / max(num_valid, 1.0)
+
+    def _clear_gradients(self) -> None:
+        if self.iter_size > 1:  # accumulated ("add") gradients would carry into the next update
+            for param in self.learned:
+                param.zero_grad()
+
+    def _backward_on_devices(self, images, labels) -> list:
+        """Forward and backward of one pass, split over the devices; each device's loss sum, shape (1,)."""
+        image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
+        label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
+        if len(self.ctxs) == 1:
+            return [self._forward_backward(image_parts[0], label_parts[0])]
+        # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
+        # so the devices' graphs must be issued concurrently, not one after the other.
+        return list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
 
     def _forward_backward(self, images, labels):
         """Forward and backward on one device; returns that device's loss sum, shape (1,)."""
@@ -218,9 +236,12 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
             if config.val_split else None
     except DataError as err:
         raise TrainingError(str(err)) from None
-    per_epoch = iterations_per_epoch(len(train_set), config.batch_size, num_workers)
+    if val_set is not None and config.val_limit:
+        val_set = val_set.take(config.val_limit)
+    per_epoch = iterations_per_epoch(len(train_set), config.batch_size * config.iter_size, num_workers)
     if per_epoch == 0:
-        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of {config.batch_size}"
+        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of "
+                            f"{config.batch_size * config.iter_size}"
                             + (f" per worker over {num_workers} workers" if num_workers > 1 else ""))
     transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
                                ignore_label=config.ignore_label)
@@ -228,10 +249,14 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
                         config.max_iter or config.train_epochs * per_epoch)
 
 
-def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int) -> bool:
-    """At the last iteration, and at the end of every ``val_every``-th epoch (``val_every`` 0: only the last)."""
+def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int,
+                    val_every_iter: int = 0) -> bool:
+    """At the last iteration, and every ``val_every_iter`` iterations, or else at the end of every
+    ``val_every``-th epoch (both 0: only the last)."""
+    if iteration == max_iter or val_every_iter:
+        return iteration == max_iter or iteration % val_every_iter == 0
     epoch, within = divmod(iteration, iterations_per_epoch)
-    return iteration == max_iter or bool(val_every and within == 0 and epoch % val_every == 0)
+    return bool(val_every and within == 0 and epoch % val_every == 0)
 
 
 def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, checkpoint_every: int) -> bool:
@@ -274,7 +299,7 @@ class TrainingRun:
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.log = RunLog(self.output_dir / "log.jsonl", enabled=is_main)
-        self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
+        self.best_miou, self.best_iteration, self.last_scores, self.saved_at = -1.0, None, None, None
         self.bar = None
         self.window_start, self.window_images, self.smoothed = time.time(), 0, None
 
@@ -311,7 +336,7 @@ class TrainingRun:
     def meta(self) -> dict:
         iteration, per_epoch = self.trainer.iteration, self.data.iterations_per_epoch
         return {"iteration": iteration, "epoch": iteration // per_epoch, "end_of_epoch": iteration % per_epoch == 0,
-                "best_miou": self.best_miou, "model": self.spec.to_dict(), "classes": self.data.classes,
+                "best_miou": self.best_miou, "best_iteration": self.best_iteration, "model": self.spec.to_dict(), "classes": self.data.classes,
                 "ignore_label": self.config.ignore_label, "seed": self.config.seed, "config": self.config.to_dict(),
                 "metrics": self.last_scores}
 
@@ -344,7 +369,7 @@ class TrainingRun:
         self.log.write("val", iteration=it, epoch=it // self.data.iterations_per_epoch, **metrics)
         self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
         if metrics["mIoU"] is not None and metrics["mIoU"] > self.best_miou:  # None: no valid pixel was scored
-            self.best_miou = metrics["mIoU"]
+            self.best_miou, self.best_iteration = metrics["mIoU"], it
             Checkpoint.write(self.output_dir / "best.ckpt", self.net, None, self.meta())
         text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in self.last_scores.items()}
         self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
@@ -355,8 +380,8 @@ class TrainingRun:
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
-        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size, config.seed, self.trainer.iteration,
-                                    self.data.max_iter, shard=rank, num_shards=num_workers)
+        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size * config.iter_size, config.seed,
+                                    self.trainer.iteration, self.data.max_iter, shard=rank, num_shards=num_workers)
         return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
 
     def stop(self, signal_name: str) -> None:
@@ -370,7 +395,8 @@ class TrainingRun:
     def end(self) -> dict:
         """``summary.json``, the log's ``end`` line and ``curves.png`` (worker 0); returns the summary."""
         summary = {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
-                   "best_mIoU": None if self.best_miou < 0 else self.best_miou, "final": self.last_scores}
+                   "best_mIoU": None if self.best_miou < 0 else self.best_miou, "best_iteration": self.best_iteration,
+                   "final": self.last_scores}
         if self.is_main:
             self.log.write("end", **summary)
             (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -403,7 +429,8 @@ def prepare_run(config) -> Optional[tuple]:
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
                                   aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
-                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps)
+                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps,
+                                  iter_size=config.iter_size)
     run = TrainingRun(config, spec, data, net, trainer, ctxs, is_main=rank == 0)
     try:
         if start.resume is not None:
@@ -411,6 +438,7 @@ def prepare_run(config) -> Optional[tuple]:
             trainer.iteration = run.saved_at = int(start.resume.iteration)
             best = start.resume.meta.get("best_miou")
             run.best_miou = -1.0 if best is None else float(best)
+            run.best_iteration = start.resume.meta.get("best_iteration")
         elif start.init is not None:
             start.init.load_into(net, None, ctxs, expect=spec, backbone_only=config.load_backbone_only)
     except CheckpointError as err:
@@ -464,7 +492,7 @@ def run_training(config) -> dict:
             run.report(loss, lr, images.shape[0])
             # only worker 0 validates; the others wait for it at the next gradient reduction
             if run.is_main and data.val_set is not None and should_validate(
-                    it, data.max_iter, data.iterations_per_epoch, config.val_every):
+                    it, data.max_iter, data.iterations_per_epoch, config.val_every, config.val_every_iter):
                 run.validate()
             if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
                 run.save()

@@ -102,4 +102,5 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     assert [s["iteration"] for s in starts] == [0, killed_at]
     summary = json.loads((interrupted / "summary.json").read_text())
     assert summary["iteration"] == 12 and 0 <= summary["final"]["mIoU"] <= 1
+    assert summary["best_iteration"] == 12 and summary["best_mIoU"] == summary["final"]["mIoU"]
     assert (interrupted / "curves.png").stat().st_size > 1000 and (interrupted / "best.ckpt").is_file()

@@ -123,3 +123,21 @@ def test_head_lr_mult_applies_to_head_parameters_only():
     SegmentationTrainer(net, [mx.cpu()], learning_rate=0.1, head_lr_mult=10)
     assert {p.lr_mult for p in net.head.collect_params().values()} == {10}
     assert {p.lr_mult for p in net.backbone.collect_params().values()} == {1.0}
+
+
+@pytest.mark.parametrize("ctxs", [[mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]], ids=["one device", "two devices"])
+def test_gradient_accumulation_equals_one_step_of_the_whole_batch(ctxs):
+    """With frozen BatchNorm, iter_size 2 over a batch of 4 (two passes of 2) is one update of batch 4."""
+    whole, accumulated = _net([mx.cpu(0)]), _net(ctxs)
+    _copy_weights(whole, accumulated)
+    trainer_whole = SegmentationTrainer(whole, [mx.cpu(0)], learning_rate=1e-4, momentum=0.9)
+    trainer_accumulated = SegmentationTrainer(accumulated, ctxs, learning_rate=1e-4, momentum=0.9, iter_size=2)
+    for step in range(2):  # the second update checks that the first one's gradients were cleared
+        images, labels = _batch(seed=step)
+        assert trainer_accumulated.train_step(images, labels, 1e-4) == pytest.approx(
+            trainer_whole.train_step(images, labels, 1e-4), rel=1e-5)
+    before, after_whole, after_accumulated = _weights(_net([mx.cpu(0)])), _weights(whole), _weights(accumulated)
+    assert sum(not np.allclose(after_whole[name], before[name]) for name in before) > 20
+    for name in after_whole:
+        np.testing.assert_allclose(after_accumulated[name], after_whole[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    assert trainer_accumulated.iteration == 2  # iterations count updates, not passes
