@@ -67,3 +67,18 @@ def test_errors_name_the_path(folder, tmp_path):
         SegFolderDataset(folder, list_file="bad.txt", num_classes=4)
     with pytest.raises(ValueError, match="num_classes or classes"):
         SegFolderDataset(folder)
+
+
+def test_relative_root_with_a_split_list(folder, monkeypatch):
+    """Issue 19.1: a relative root was joined twice (mydata/mydata/train.txt) when a split list was used."""
+    (folder / "mydata").mkdir()
+    for name in ("images", "labels"):
+        (folder / name).rename(folder / "mydata" / name)
+    (folder / "mydata" / "train.txt").write_text("b\nc\n")
+    monkeypatch.chdir(folder)
+    for root in ("mydata", "./mydata"):
+        dataset = SegFolderDataset(root, "train", num_classes=12)  # the README's form
+        assert dataset.ids == ["b", "c"]
+        image, label = dataset[0]
+        assert image.shape == (12, 16, 3) and set(np.unique(label)) == {2, 255}
+    assert SegFolderDataset("mydata", list_file="train.txt", num_classes=4).ids == ["b", "c"]

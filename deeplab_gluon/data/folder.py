@@ -59,10 +59,11 @@ class SegFolderDataset(SegmentationDataset):
             raise ValueError(f"num_classes={num_classes} but {len(classes)} class names were given")
         self.root, self.split = root, split
 
-        if list_file is None and split is not None:
-            list_file = root / f"{split}.txt"
         if list_file is not None:
             list_file = root / list_file  # an absolute list_file replaces root
+        elif split is not None:
+            list_file = root / f"{split}.txt"  # joined once: a relative root must not be joined twice
+        if list_file is not None:
             ids, image_paths, label_paths = self._read_list(root, list_file)
         else:
             ids, image_paths, label_paths = self._pair_folders(root)
