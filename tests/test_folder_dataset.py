@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deeplab_gluon.data import DataError, SegFolderDataset, write_image
+from deeplab_gluon.data import DataError, SegFolderDataset, wants_split, write_image
 
 
 @pytest.fixture()
@@ -82,3 +82,16 @@ def test_relative_root_with_a_split_list(folder, monkeypatch):
         image, label = dataset[0]
         assert image.shape == (12, 16, 3) and set(np.unique(label)) == {2, 255}
     assert SegFolderDataset("mydata", list_file="train.txt", num_classes=4).ids == ["b", "c"]
+
+
+def test_all_images_and_no_split_are_explicit(folder):
+    """Issue 19.2: 'all' reads every image (no list file), 'none' is no split; a missing list says both."""
+    (folder / "train.txt").write_text("c\n")
+    for split in ("all", "ALL", "", None):
+        assert SegFolderDataset(folder, split, num_classes=4).ids == ["a", "b", "c"]
+    with pytest.raises(DataError, match=r"split list not found: .*val\.txt \(.*the split 'all' for every image"):
+        SegFolderDataset(folder, "val", num_classes=4)
+    with pytest.raises(DataError, match=r"split 'none' means no dataset"):
+        SegFolderDataset(folder, "none", num_classes=4)
+    assert not wants_split("none") and not wants_split("") and not wants_split(None) and not wants_split(" None ")
+    assert wants_split("val") and wants_split("all")

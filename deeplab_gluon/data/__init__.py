@@ -12,6 +12,7 @@ from .base import SegmentationDataset
 from .errors import DataError
 from .folder import SegFolderDataset
 from .image_io import read_image, write_image
+from .splits import ALL_IMAGES, NO_SPLIT, is_all_images, wants_split
 from .palette import VOC_CLASSES, colorize, read_label, save_index_png, voc_palette
 from .toy import TOY_CLASSES, make_toy_dataset, render_toy_scene
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, normalize_image
@@ -41,7 +42,7 @@ def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transfo
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "DataError", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "SegFolderDataset",
+__all__ = ["ALL_IMAGES", "NO_SPLIT", "is_all_images", "wants_split", "DATASETS", "DataError", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "SegFolderDataset",
            "SegmentationDataset", "TOY_CLASSES", "TrainTransform", "VOCSegDataset", "VOC_CLASSES", "VOC_SPLITS",
            "colorize", "compute_train_aug_ids", "get_dataset", "make_toy_dataset", "normalize_image",
            "read_image", "read_label", "render_toy_scene", "save_index_png", "voc_palette", "write_image"]

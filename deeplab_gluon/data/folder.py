@@ -6,6 +6,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from .base import SegmentationDataset, read_id_list
 from .errors import DataError
+from .splits import ALL_IMAGES, NO_SPLIT, is_all_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG would corrupt class indices
@@ -31,12 +32,14 @@ class SegFolderDataset(SegmentationDataset):
 
         root/images/0001.jpg   root/labels/0001.png
         root/images/0002.jpg   root/labels/0002.png
-        root/train.txt         (optional, one id per line, selected by split="train")
+        root/train.txt         (optional, one id per line, selected by split="train";
+                                split="all" takes every image)
 
     Parameters
     ----------
     root : the folder holding ``images/`` and ``labels/``.
-    split : read ids from ``root/<split>.txt``; None uses every image in ``root/images``.
+    split : read ids from ``root/<split>.txt``; ``"all"`` (or None, ``""``) takes every image in
+        ``root/images`` and reads no list file.
     transform : ``transform(image, label)`` applied to every item.
     num_classes : number of classes; defaults to ``len(classes)``. One of the two is required.
     ignore_label : the label value of void pixels (excluded from loss and metrics).
@@ -61,8 +64,13 @@ class SegFolderDataset(SegmentationDataset):
 
         if list_file is not None:
             list_file = root / list_file  # an absolute list_file replaces root
-        elif split is not None:
+        elif not is_all_images(split):
+            if split.strip().lower() == NO_SPLIT:
+                raise DataError(f"split {split!r} means no dataset (e.g. no validation): nothing to load from {root}")
             list_file = root / f"{split}.txt"  # joined once: a relative root must not be joined twice
+            if not list_file.is_file():
+                raise DataError(f"split list not found: {list_file} (write it, one id per line, or use the "
+                                f"split '{ALL_IMAGES}' for every image in {root / 'images'})")
         if list_file is not None:
             ids, image_paths, label_paths = self._read_list(root, list_file)
         else:
