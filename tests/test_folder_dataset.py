@@ -63,7 +63,7 @@ def test_errors_name_the_path(folder, tmp_path):
     with pytest.raises(DataError, match=r"label not found for .*b\.jpg: expected .*labels/b\.png"):
         SegFolderDataset(folder, num_classes=4)
     (folder / "bad.txt").write_text("images/a.jpg labels/zzz.png\n")
-    with pytest.raises(DataError, match=r"file not found: .*zzz\.png \(listed in .*bad\.txt:1\)"):
+    with pytest.raises(DataError, match=r"file not found: .*zzz\.png \(listed in .*bad\.txt:1 "):
         SegFolderDataset(folder, list_file="bad.txt", num_classes=4)
     with pytest.raises(ValueError, match="num_classes or classes"):
         SegFolderDataset(folder)
@@ -95,3 +95,23 @@ def test_all_images_and_no_split_are_explicit(folder):
         SegFolderDataset(folder, "none", num_classes=4)
     assert not wants_split("none") and not wants_split("") and not wants_split(None) and not wants_split(" None ")
     assert wants_split("val") and wants_split("all")
+
+
+def test_drsleep_style_list_paths_are_relative_to_root(folder, tmp_path_factory):
+    """Issue 16: '/images/a.jpg /labels/a.png' lines (DrSleep's train.txt style) are relative to the root,
+    a leading '/' that exists only as an absolute path stays absolute, and a split may name a .txt list."""
+    (folder / "drsleep.txt").write_text("/images/a.jpg /labels/c.png\n/images/b.jpg /labels/b.png\n")
+    dataset = SegFolderDataset(folder, "drsleep", num_classes=4)
+    assert dataset.ids == ["a", "b"] and dataset.label_path(0) == folder / "labels" / "c.png"
+    assert set(np.unique(dataset[0][1])) == {3, 255}
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    write_image(elsewhere / "d.jpg", np.zeros((12, 16, 3), dtype=np.uint8))
+    cv2.imwrite(str(elsewhere / "d.png"), np.ones((12, 16), dtype=np.uint8))
+    (elsewhere / "lists.txt").write_text(f"{elsewhere / 'd.jpg'} {elsewhere / 'd.png'}\n/images/a.jpg /labels/a.png\n")
+    dataset = SegFolderDataset(folder, str(elsewhere / "lists.txt"), num_classes=4)  # an absolute .txt split
+    assert dataset.image_path(0) == elsewhere / "d.jpg" and dataset.image_path(1) == folder / "images" / "a.jpg"
+    (folder / "lists").mkdir()
+    (folder / "lists" / "bad.txt").write_text("/images/a.jpg /labels/zzz.png\n")
+    with pytest.raises(DataError, match=r"file not found: .*/labels/zzz\.png \(listed in .*bad\.txt:1 as "
+                                        r"'/labels/zzz\.png', relative to .*\)"):
+        SegFolderDataset(folder, "lists/bad.txt", num_classes=4)

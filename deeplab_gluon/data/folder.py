@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
-from .base import SegmentationDataset, read_id_list
+from .base import SegmentationDataset
 from .errors import DataError
+from .list_files import has_pairs, is_list_file_split, list_file_path, read_id_list, read_listed_pairs
 from .splits import ALL_IMAGES, NO_SPLIT, is_all_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -38,13 +39,15 @@ class SegFolderDataset(SegmentationDataset):
     Parameters
     ----------
     root : the folder holding ``images/`` and ``labels/``.
-    split : read ids from ``root/<split>.txt``; ``"all"`` (or None, ``""``) takes every image in
-        ``root/images`` and reads no list file.
+    split : read ids from ``root/<split>.txt``; a split ending in ``.txt`` is a list file itself (relative
+        to ``root``, or absolute); ``"all"`` (or None, ``""``) takes every image in ``root/images`` and
+        reads no list file.
     transform : ``transform(image, label)`` applied to every item.
     num_classes : number of classes; defaults to ``len(classes)``. One of the two is required.
     ignore_label : the label value of void pixels (excluded from loss and metrics).
     list_file : a list file (absolute, or relative to ``root``) overriding ``split``; each line is an id
-        (``images/<id>.*`` + ``labels/<id>.png``) or ``image_path label_path`` relative to ``root``.
+        (``images/<id>.*`` + ``labels/<id>.png``) or ``image_path label_path`` relative to ``root``, also
+        with a leading ``/`` (DrSleep-style lists; see ``list_files.resolve_listed_path``).
     classes : class names; default ``["class0", "class1", ...]``.
     """
 
@@ -62,15 +65,7 @@ class SegFolderDataset(SegmentationDataset):
             raise ValueError(f"num_classes={num_classes} but {len(classes)} class names were given")
         self.root, self.split = root, split
 
-        if list_file is not None:
-            list_file = root / list_file  # an absolute list_file replaces root
-        elif not is_all_images(split):
-            if split.strip().lower() == NO_SPLIT:
-                raise DataError(f"split {split!r} means no dataset (e.g. no validation): nothing to load from {root}")
-            list_file = root / f"{split}.txt"  # joined once: a relative root must not be joined twice
-            if not list_file.is_file():
-                raise DataError(f"split list not found: {list_file} (write it, one id per line, or use the "
-                                f"split '{ALL_IMAGES}' for every image in {root / 'images'})")
+        list_file = self._list_file(root, split, list_file)
         if list_file is not None:
             ids, image_paths, label_paths = self._read_list(root, list_file)
         else:
@@ -79,6 +74,19 @@ class SegFolderDataset(SegmentationDataset):
             raise DataError(f"no samples in {list_file if list_file is not None else root / 'images'}")
         super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=ignore_label,
                          transform=transform)
+
+    @staticmethod
+    def _list_file(root: Path, split: Optional[str], list_file: Optional[Union[str, Path]]) -> Optional[Path]:
+        """The list file to read, or None for every image in ``images/``."""
+        if list_file is None and not is_all_images(split):
+            if split.strip().lower() == NO_SPLIT:
+                raise DataError(f"split {split!r} means no dataset (e.g. no validation): nothing to load from {root}")
+            list_file = split if is_list_file_split(split) else f"{split}.txt"
+            if not is_list_file_split(split) and not (root / list_file).is_file():
+                raise DataError(f"split list not found: {root / list_file} (write it, one id per line, or use "
+                                f"the split '{ALL_IMAGES}' for every image in {root / 'images'})")
+        # joined once: a relative root must not be joined twice; an absolute list_file replaces root
+        return None if list_file is None else list_file_path(root, list_file)
 
     @staticmethod
     def _pair_folders(root: Path, wanted: Optional[List[str]] = None):
@@ -94,18 +102,6 @@ class SegFolderDataset(SegmentationDataset):
 
     def _read_list(self, root: Path, list_file: Path):
         lines = read_id_list(list_file)
-        if all(len(line.split()) == 1 for line in lines):
-            return self._pair_folders(root, lines)
-        ids, image_paths, label_paths = [], [], []
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if len(fields) != 2:
-                raise DataError(f"{list_file}:{number}: expected 'image_path label_path' or one id, got {line!r}")
-            image_path, label_path = root / fields[0], root / fields[1]
-            for path in (image_path, label_path):
-                if not path.is_file():
-                    raise DataError(f"file not found: {path} (listed in {list_file}:{number})")
-            ids.append(image_path.stem)
-            image_paths.append(image_path)
-            label_paths.append(label_path)
-        return ids, image_paths, label_paths
+        if has_pairs(lines):
+            return read_listed_pairs(lines, list_file, [root])
+        return self._pair_folders(root, lines)

@@ -7,8 +7,9 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import scipy.io
 
-from .base import SegmentationDataset, list_dir_files, read_id_list
+from .base import SegmentationDataset, list_dir_files
 from .errors import DataError
+from .list_files import read_id_list
 from .palette import VOC_CLASSES
 
 VOC_SPLITS = ("train", "val", "trainval", "train_aug")
