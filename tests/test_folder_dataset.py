@@ -65,7 +65,7 @@ def test_errors_name_the_path(folder, tmp_path):
     (folder / "bad.txt").write_text("images/a.jpg labels/zzz.png\n")
     with pytest.raises(DataError, match=r"file not found: .*zzz\.png \(listed in .*bad\.txt:1 "):
         SegFolderDataset(folder, list_file="bad.txt", num_classes=4)
-    with pytest.raises(ValueError, match="num_classes or classes"):
+    with pytest.raises(DataError, match="num_classes or classes"):
         SegFolderDataset(folder)
 
 
@@ -115,3 +115,25 @@ def test_drsleep_style_list_paths_are_relative_to_root(folder, tmp_path_factory)
     with pytest.raises(DataError, match=r"file not found: .*/labels/zzz\.png \(listed in .*bad\.txt:1 as "
                                         r"'/labels/zzz\.png', relative to .*\)"):
         SegFolderDataset(folder, "lists/bad.txt", num_classes=4)
+
+
+def test_classes_txt_gives_names_colours_and_count(folder):
+    """Issue 16 / 18.4: classes.txt ('name' or 'name r g b') names the classes, colours them and gives
+    num_classes, so a folder dataset needs no num_classes; without it the error is one clear line."""
+    with pytest.raises(DataError, match=r"the number of classes is unknown: give num_classes or classes, or write "
+                                        r".*classes\.txt \(one class name per line\)"):
+        SegFolderDataset(folder, num_classes=0)  # train.py's default --num_classes 0
+    (folder / "classes.txt").write_text("# name [r g b]\nsky 70 130 180\nroad 128 64 128\n\ntraffic sign 220 220 0\n"
+                                        "car\n")
+    for count in (None, 0, 4):
+        dataset = SegFolderDataset(folder, "all", num_classes=count)
+        assert dataset.classes == ["sky", "road", "traffic sign", "car"] and dataset.num_classes == 4
+    assert dataset.palette.shape == (256, 3) and dataset.palette.dtype == np.uint8
+    assert [tuple(c) for c in dataset.palette[:4]] == [(70, 130, 180), (128, 64, 128), (220, 220, 0), (128, 128, 0)]
+    assert tuple(dataset.palette[255]) == (224, 224, 192)  # void keeps VOC's colour
+    assert "classes from" in dataset.describe() and dataset.describe().startswith("folder 'all': 3 images, 4 classes")
+    with pytest.raises(DataError, match=r"num_classes is 12 but .*classes\.txt lists 4 classes"):
+        SegFolderDataset(folder, num_classes=12)
+    (folder / "classes.txt").write_text("sky\nsky\n")
+    with pytest.raises(DataError, match=r"classes\.txt:2: class 'sky' is listed twice"):
+        SegFolderDataset(folder)
