@@ -180,7 +180,7 @@ def _resolve_checkpoint(spec: str, folder: Path) -> Optional[Path]:
 
 
 def _build_datasets(config):
-    from .data import EvalTransform, TrainTransform, get_dataset, make_toy_dataset
+    from .data import EvalTransform, TrainTransform, get_dataset, make_toy_dataset, wants_split
 
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
         print(f"generating the toy dataset in {config.data_dir}")
@@ -190,7 +190,7 @@ def _build_datasets(config):
         extra = {"num_classes": config.num_classes, "ignore_label": config.ignore_label}
     train_set = get_dataset(config.dataset, config.data_dir, config.train_split, **extra)
     val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
-        if config.val_split else None
+        if wants_split(config.val_split) else None  # '' or 'none': no validation
     transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
                                ignore_label=config.ignore_label)
     return train_set, val_set, transform
@@ -200,7 +200,7 @@ class TrainingRun:
     """One run of :func:`run_training`: set-up, the loop, validation and checkpoints."""
 
     def __init__(self, config):
-        from .data import DataError
+        from .data import DataError, palette_colours
         from .data.loader import iterations_per_epoch
 
         self.config = config
@@ -226,6 +226,7 @@ class TrainingRun:
                                 + (f" per worker over {self.num_workers} workers" if self.num_workers > 1 else ""))
         self.max_iter = config.max_iter or config.train_epochs * self.iterations_per_epoch
         self.classes = list(self.train_set.classes)
+        self.palette = palette_colours(self.train_set)  # so predict draws this dataset's colours
 
         mx.random.seed(config.seed)
         np.random.seed(config.seed)
@@ -267,7 +268,8 @@ class TrainingRun:
         iteration = self.trainer.iteration
         return {"iteration": iteration, "epoch": iteration // self.iterations_per_epoch,
                 "end_of_epoch": iteration % self.iterations_per_epoch == 0, "best_miou": self.best_miou,
-                "model": self.model, "classes": self.classes, "ignore_label": self.config.ignore_label,
+                "model": self.model, "classes": self.classes, "palette": self.palette,
+                "ignore_label": self.config.ignore_label,
                 "seed": self.config.seed, "config": self.config.to_dict(), "metrics": metrics}
 
     def save(self) -> Optional[Path]:
