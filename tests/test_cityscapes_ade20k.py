@@ -34,7 +34,8 @@ def test_cityscapes_dataset(tmp_path):
         np.testing.assert_array_equal(label, expected)
     assert tuple(train.palette[0]) == (128, 64, 128) and tuple(train.palette[18]) == (119, 11, 32)  # road, bicycle
     assert train.classes[13] == "car" and tuple(train.palette[13]) == (0, 0, 142)
-    assert train.describe().startswith("cityscapes 'train': 3 images, 19 classes, in ") and "2 cities" in train.describe()
+    line = train.describe()
+    assert line.startswith("cityscapes 'train': 3 images, 19 classes, in ") and "2 cities" in line
     assert len(get_dataset("cityscapes", tmp_path, "val")) == 1
 
 

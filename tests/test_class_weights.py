@@ -58,7 +58,8 @@ def test_counts_are_cached_per_split_and_file_list(folder, monkeypatch):
     train = SegFolderDataset(folder, "train", num_classes=4)
     assert cw.cached_class_pixel_counts(train).tolist() == [20, 12, 0, 0] and len(calls) == 2
     assert set(json.loads((folder / cw.CACHE_NAME).read_text())) == {"train", "all"}
-    np.testing.assert_allclose(cw.resolve_class_weights("auto", train), 1 / np.log(1.02 + np.array([20, 12, 0, 0]) / 32))
+    expected = 1 / np.log(1.02 + np.array([20, 12, 0, 0]) / 32)
+    np.testing.assert_allclose(cw.resolve_class_weights("auto", train), expected)
 
 
 def test_unwritable_cache_is_not_an_error(folder, tmp_path_factory):

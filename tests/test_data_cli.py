@@ -116,8 +116,8 @@ def test_ade20k_trains(tmp_path):
 def test_voc_layouts_train(voc_sample_root, tmp_path, layout):
     """gluoncv's VOCdevkit_aug (VOC2012 + VOCaug/dataset) with --train_split train_aug, and a DrSleep list."""
     devkit = tmp_path / "VOCdevkit_aug"
-    splits = fake_voc.build_devkit_from_sample(voc_sample_root, devkit, sbd_layout="VOCaug" if layout == "VOCaug" else "",
-                                               aug_labels=layout == "drsleep")
+    splits = fake_voc.build_devkit_from_sample(voc_sample_root, devkit, aug_labels=layout == "drsleep",
+                                               sbd_layout="VOCaug" if layout == "VOCaug" else "")
     split = "train_aug"
     if layout == "drsleep":
         ids = fake_voc.sample_train_aug(splits)[:4]

@@ -19,7 +19,7 @@ PREPARE_HINT = "see docs/data.md (scripts/prepare_voc.py)"
 def resolve_voc_root(root: Union[str, Path]) -> Tuple[Path, Path]:
     """``(devkit, voc2012)`` folders from either ``VOCdevkit_aug/`` (holding ``VOC2012/``) or ``VOC2012/``.
 
-    SBD, when present, lives at ``devkit / "benchmark_RELEASE"``.
+    SBD, when present, lives in ``devkit`` (see :func:`find_sbd`).
     """
     root = Path(root)
     if (root / "VOC2012").is_dir():
