@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .cli import flag, output_problem, run_job
-from .data import DATASETS, TRAIN_SPLITS, dataset_classes
+from .data import ALL_IMAGES, DATASETS, TRAIN_SPLITS, dataset_classes
 from .models.spec import HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
@@ -43,8 +43,11 @@ class TrainConfig:
         choices=DATASETS, group=DATA))
     data_dir: str = field(default="VOCdevkit_aug", metadata=flag("dataset root", group=DATA))
     train_split: str = field(default="", metadata=flag(
-        "split to train on; default: the dataset's own (VOC: train_aug, toy and folder: train)", group=DATA))
-    val_split: str = field(default="val", metadata=flag("split to validate on", group=DATA))
+        "split to train on: a split name, a .txt list (ids, or 'image label' pairs; a leading / is relative to "
+        "--data_dir), or 'all' (folder: every image in images/); default: the dataset's own (VOC: train_aug; "
+        "folder: train if train.txt exists, else all; others: train)", group=DATA))
+    val_split: str = field(default="val", metadata=flag(
+        "split to validate on, as --train_split; 'none' (or '') trains without validation", group=DATA))
     num_classes: int = field(default=0, metadata=flag("number of classes; 0 takes the dataset's own", group=DATA))
     ignore_label: int = field(default=255, metadata=flag("label value that marks pixels to ignore", group=DATA))
     crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA))
@@ -90,6 +93,9 @@ class TrainConfig:
     lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION))
     lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
         "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION))
+    class_weights: str = field(default="", metadata=flag(
+        "auto: ENet weights 1/ln(1.02 + p_c) from the training labels' class frequencies (counted once, cached "
+        "next to the data); or a file with one weight per class; empty: unweighted", group=OPTIMISATION))
     head_lr_mult: float = field(default=1.0, metadata=flag(
         "learning-rate multiplier for the heads (e.g. 10)", group=OPTIMISATION))
     momentum: float = field(default=0.9, metadata=flag("SGD momentum", group=OPTIMISATION))
@@ -129,8 +135,13 @@ class TrainConfig:
 
     @property
     def training_split(self) -> str:
-        """``train_split``, or the dataset's own training split when it is not given."""
-        return self.train_split or TRAIN_SPLITS[self.dataset]
+        """``train_split``, or the dataset's own training split when it is not given (a folder dataset
+        without ``train.txt``: ``all`` its images)."""
+        if self.train_split:
+            return self.train_split
+        if self.dataset == "folder" and not (Path(self.data_dir) / "train.txt").is_file():
+            return ALL_IMAGES
+        return TRAIN_SPLITS[self.dataset]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,6 +206,9 @@ class TrainConfig:
         problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
         if self.dataset != "toy":
             check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
+        if self.class_weights not in ("", "auto"):
+            check(Path(self.class_weights).is_file(),
+                  f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
         if self.pretrained_backbone:
             check(Path(self.pretrained_backbone).is_file(),
                   f"--pre_trained_model {self.pretrained_backbone} does not exist")

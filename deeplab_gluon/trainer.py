@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
 from .cli import JobError
+from .data import palette_colours
 from .devices import parse_devices
-from .loss import SegmentationLoss, count_valid
+from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
 from .models.deeplab import batchnorm_layers
 from .runlog import RunLog, plot_curves
@@ -62,7 +63,7 @@ class SegmentationTrainer:
 
     def __init__(self, net, ctxs, *, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                  ignore_label: int = 255, aux_weight: float = 0.0, head_lr_mult: float = 1.0,
-                 kvstore="device", seed: int = 0, max_bad_steps: int = 5, iter_size: int = 1):
+                 kvstore="device", seed: int = 0, max_bad_steps: int = 5, iter_size: int = 1, class_weights=None):
         self.net, self.ctxs = net, list(ctxs)
         self.ignore_label, self.seed, self.max_bad_steps, self.iter_size = ignore_label, seed, max_bad_steps, iter_size
         self.learned = [p for p in net.collect_params().values() if p.grad_req != "null"]
@@ -86,7 +87,8 @@ class SegmentationTrainer:
             # doing it now gives every worker worker 0's weights before any gradient is computed.
             self.trainer._init_kvstore()
             self.trainer._init_params()
-        self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight)
+        self.class_weights = class_weights
+        self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight, class_weights=class_weights)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
         self.iteration = 0
@@ -116,7 +118,8 @@ class SegmentationTrainer:
         loss_sum = float(sum(part.asscalar() for part in sums))
         finite = math.isfinite(loss_sum)
         loss_sum, num_valid, num_bad = self.reduce_over_workers(
-            [loss_sum if finite else 0.0, count_valid(labels, self.ignore_label), 0.0 if finite else 1.0])
+            [loss_sum if finite else 0.0, valid_weight(labels, self.ignore_label, self.class_weights),
+             0.0 if finite else 1.0])
         self.iteration += 1
         if num_bad:
             for param, copies in zip(self.running_stats, saved_stats):
@@ -130,9 +133,10 @@ class SegmentationTrainer:
                                     f"Lower --initial_learning_rate or check the data")
             return float("nan")
         self.bad_steps = 0
-        self.trainer.step(max(num_valid, 1.0))
+        denominator = num_valid if num_valid > 0 else 1.0  # no valid pixel: a zero loss and gradient
+        self.trainer.step(denominator)
         self._clear_gradients()
-        return loss_sum / max(num_valid, 1.0)
+        return loss_sum / denominator
 
     def _clear_gradients(self) -> None:
         if self.iter_size > 1:  # accumulated ("add") gradients would carry into the next update
@@ -223,7 +227,7 @@ class TrainingData:
 
 def load_data(config, num_workers: int = 1) -> TrainingData:
     """The training and validation sets ``config`` names (the toy set is written when absent)."""
-    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset
+    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, wants_split
     from .data.loader import iterations_per_epoch
 
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
@@ -233,7 +237,7 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
     try:
         train_set = get_dataset(config.dataset, config.data_dir, config.training_split, **extra)
         val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
-            if config.val_split else None
+            if wants_split(config.val_split) else None  # '' or 'none': no validation
     except DataError as err:
         raise TrainingError(str(err)) from None
     if val_set is not None and config.val_limit:
@@ -310,7 +314,9 @@ class TrainingRun:
             (self.output_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
             if note.startswith("--resume last"):
                 print(note)
-            self.log.write("start", iteration=self.trainer.iteration, max_iter=self.data.max_iter,
+            data = [split.describe() for split in (self.data.train_set, self.data.val_set) if split is not None]
+            print("\n".join(data))
+            self.log.write("start", data=data, iteration=self.trainer.iteration, max_iter=self.data.max_iter,
                            iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
                            worker=rank, workers=num_workers, note=note, model=self.spec.to_dict())
         self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
@@ -337,7 +343,8 @@ class TrainingRun:
         iteration, per_epoch = self.trainer.iteration, self.data.iterations_per_epoch
         return {"iteration": iteration, "epoch": iteration // per_epoch, "end_of_epoch": iteration % per_epoch == 0,
                 "best_miou": self.best_miou, "best_iteration": self.best_iteration, "model": self.spec.to_dict(), "classes": self.data.classes,
-                "ignore_label": self.config.ignore_label, "seed": self.config.seed, "config": self.config.to_dict(),
+                "palette": palette_colours(self.data.train_set), "ignore_label": self.config.ignore_label,
+                "seed": self.config.seed, "config": self.config.to_dict(),
                 "metrics": self.last_scores}
 
     def save(self) -> Optional[Path]:
@@ -418,6 +425,15 @@ def prepare_run(config) -> Optional[tuple]:
         print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
         return None
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
+    class_weights = None
+    if config.class_weights:
+        from .data import DataError
+        from .data.class_weights import resolve_class_weights
+
+        try:
+            class_weights = resolve_class_weights(config.class_weights, data.train_set, progress=config.progress)
+        except DataError as err:
+            raise TrainingError(f"--class_weights: {err}") from None
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
     try:
@@ -430,7 +446,7 @@ def prepare_run(config) -> Optional[tuple]:
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
                                   aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
                                   kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps,
-                                  iter_size=config.iter_size)
+                                  iter_size=config.iter_size, class_weights=class_weights)
     run = TrainingRun(config, spec, data, net, trainer, ctxs, is_main=rank == 0)
     try:
         if start.resume is not None:

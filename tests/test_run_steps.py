@@ -69,10 +69,14 @@ def test_refused_before_any_work_with_one_line(flags, message, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"train.py: error: {message}")
 
-def test_each_dataset_trains_on_its_own_split_by_default():
+def test_each_dataset_trains_on_its_own_split_by_default(tmp_path):
     assert parse_config(["--dataset", "voc"]).training_split == "train_aug"
-    assert parse_config(["--dataset", "folder"]).training_split == "train"
     assert parse_config(["--dataset", "toy"]).training_split == "train"
+    assert parse_config(["--dataset", "cityscapes"]).training_split == "train"
+    # a folder dataset: its train.txt when there is one, else every image
+    assert parse_config(["--dataset", "folder", "--data_dir", str(tmp_path)]).training_split == "all"
+    (tmp_path / "train.txt").write_text("a\n")
+    assert parse_config(["--dataset", "folder", "--data_dir", str(tmp_path)]).training_split == "train"
     assert parse_config(["--dataset", "folder", "--train_split", "mine"]).training_split == "mine"
 
 

@@ -141,3 +141,15 @@ def test_gradient_accumulation_equals_one_step_of_the_whole_batch(ctxs):
     for name in after_whole:
         np.testing.assert_allclose(after_accumulated[name], after_whole[name], rtol=1e-4, atol=1e-6, err_msg=name)
     assert trainer_accumulated.iteration == 2  # iterations count updates, not passes
+
+
+def test_class_weighted_steps_are_normalised_by_the_weight_sum():
+    """Uniform weights of 2 change nothing (the loss is divided by the valid pixels' summed weight);
+    weights that favour one class change the update."""
+    plain, doubled, skewed = _net([mx.cpu()]), _net([mx.cpu()]), _net([mx.cpu()])
+    losses = [SegmentationTrainer(net, [mx.cpu()], learning_rate=1e-3, class_weights=weights).train_step(
+        *_batch(), 1e-3) for net, weights in ((plain, None), (doubled, [2.0, 2.0, 2.0]), (skewed, [1.0, 1.0, 5.0]))]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] != pytest.approx(losses[0], rel=1e-3)
+    for name, value in _weights(plain).items():
+        np.testing.assert_allclose(_weights(doubled)[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert any(not np.allclose(_weights(skewed)[name], value) for name, value in _weights(plain).items())
