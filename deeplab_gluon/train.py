@@ -172,6 +172,10 @@ class TrainConfig:
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
+        if self.dataset == "folder" and not self.num_classes:
+            check((Path(self.data_dir) / "classes.txt").is_file(),
+                  f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
+                  f"(one class name a line, optionally with its r g b colour)")
         known = dataset_classes(self.dataset)
         if known and 0 < self.num_classes < len(known):
             problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "

@@ -62,6 +62,7 @@ def test_resume_last_without_checkpoints_starts_fresh_and_says_so(tmp_path):
      "--num_classes 3 is fewer than the 5 classes of the toy dataset, whose labels would be clipped"),
     (["--resume", "last", "--load_backbone_only", "1"], "--load_backbone_only 1 applies to --init_from"),
     (["--max_iter", "-5"], "--max_iter and --train_epochs cannot be negative"),
+    (["--dataset", "folder"], f"--dataset folder needs --num_classes N or a class list {REPO / 'classes.txt'}"),
     (["--initial_learning_rate", "inf"], "--initial_learning_rate must be a positive number, got inf"),
 ])
 def test_refused_before_any_work_with_one_line(flags, message, capsys):
