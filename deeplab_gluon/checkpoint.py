@@ -202,7 +202,9 @@ class Checkpoint:
                 if trainer is not None and os.path.exists(states):
                     trainer.load_states(states)
             except (AssertionError, mx.base.MXNetError, ValueError) as err:
-                raise CheckpointError(f"cannot load {self.path}: {str(err).splitlines()[0]}") from None
+                from .cli import mxnet_reason
+
+                raise CheckpointError(f"cannot load {self.path}: {mxnet_reason(err)}") from None
 
     def _load_backbone(self, params_file: str, net: mx.gluon.Block, ctx) -> None:
         saved = mx.nd.load(params_file)

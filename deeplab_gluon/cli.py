@@ -38,6 +38,15 @@ class JobArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def mxnet_reason(err: Exception) -> str:
+    """The reason in an ``MXNetError``'s text, whose first line is often just ``Traceback (most recent call last):``."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reason = (lines[-1] if lines else type(err).__name__).split("MXNetError:", 1)[-1].strip()
+    if reason.startswith("Check failed:"):  # "Check failed: <condition>: <message>"
+        reason = reason.split(": ", 2)[-1]
+    return reason
+
+
 def fail(prog: str, message, code: int = USAGE) -> int:
     """Print ``<prog>: error: <message>`` as one line on stderr; returns ``code``."""
     text = " ".join(str(message).split())  # no embedded newlines: one line, always
@@ -47,18 +56,15 @@ def fail(prog: str, message, code: int = USAGE) -> int:
 
 # ------------------------------------------------------------------------------------------ declaring
 
-def flag(help: str, *, name: Optional[str] = None, aliases: Sequence[str] = (), choices=None,
-         parse: Optional[Callable] = None, metavar=None, group: Optional[str] = None,
-         required: bool = False, cli: bool = True) -> dict:
-    """The metadata of a config field that is a flag: ``field(default=..., metadata=flag("help"))``.
+def flag(help: str, **options) -> dict:
+    """The metadata of a config field that is a flag: ``field(default=..., metadata=flag("help", ...))``.
 
-    ``name`` is the flag's spelling when it differs from the field's (the original recipe's names live
-    here only: ``backbone`` is ``--base_architecture``); ``parse`` turns the text into the value (default:
-    from the field's type); ``group`` titles a section of ``--help``; ``cli=False`` keeps a field off the
-    command line.
+    Options: ``name``, the flag's spelling where it differs from the field's (the original recipe's
+    names live here only: ``backbone`` is ``--base_architecture``); ``aliases``; ``choices``; ``parse``,
+    text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
+    ``required``.
     """
-    return {"help": help, "name": name, "aliases": tuple(aliases), "choices": choices, "parse": parse,
-            "metavar": metavar, "group": group, "required": required, "cli": cli}
+    return {"help": help, **options}
 
 
 def parse_bool(text: str) -> bool:
@@ -116,22 +122,22 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
     groups = {}
     for field in dataclasses.fields(config_class):
         meta = field.metadata
-        if "help" not in meta or not meta["cli"]:
+        if "help" not in meta:
             continue
         kind, extra = _parser_for(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else (
             field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
         shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
-        help_text = meta["help"] if default in (None, "", ()) or meta["required"] else f"{meta['help']} (default: {shown})"
-        where = parser
-        if meta["group"]:
-            where = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
-        names = [f"--{meta['name'] or field.name}"] + [f"--{alias}" for alias in meta["aliases"]]
-        options = dict(extra, dest=field.name, type=meta["parse"] or kind, default=default, help=help_text,
-                       choices=meta["choices"], required=meta["required"])
-        if meta["metavar"] or (meta["name"] and "metavar" not in extra):
-            options["metavar"] = meta["metavar"] or meta["name"].upper()
-        where.add_argument(*names, **options)
+        required, name, group = meta.get("required", False), meta.get("name"), meta.get("group")
+        help_text = meta["help"] if default in (None, "", ()) or required else f"{meta['help']} (default: {shown})"
+        if group and group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        names = [f"--{name or field.name}"] + [f"--{alias}" for alias in meta.get("aliases", ())]
+        options = dict(extra, dest=field.name, type=meta.get("parse", kind), default=default, help=help_text,
+                       choices=meta.get("choices"), required=required)
+        if "metavar" in meta or (name and "metavar" not in extra):
+            options["metavar"] = meta.get("metavar") or name.upper()
+        groups.get(group, parser).add_argument(*names, **options)
     return parser
 
 

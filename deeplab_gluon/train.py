@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .cli import flag, output_problem, run_job
-from .data import DATASETS, TRAIN_SPLITS, dataset_classes
+from .data import ALL_IMAGES, DATASETS, TRAIN_SPLITS, dataset_classes
 from .models.spec import HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
@@ -43,8 +43,11 @@ class TrainConfig:
         choices=DATASETS, group=DATA))
     data_dir: str = field(default="VOCdevkit_aug", metadata=flag("dataset root", group=DATA))
     train_split: str = field(default="", metadata=flag(
-        "split to train on; default: the dataset's own (VOC: train_aug, toy and folder: train)", group=DATA))
-    val_split: str = field(default="val", metadata=flag("split to validate on", group=DATA))
+        "split to train on: a split name, a .txt list (ids, or 'image label' pairs; a leading / is relative to "
+        "--data_dir), or 'all' (folder: every image in images/); default: the dataset's own (VOC: train_aug; "
+        "folder: train if train.txt exists, else all; others: train)", group=DATA))
+    val_split: str = field(default="val", metadata=flag(
+        "split to validate on, as --train_split; 'none' (or '') trains without validation", group=DATA))
     num_classes: int = field(default=0, metadata=flag("number of classes; 0 takes the dataset's own", group=DATA))
     ignore_label: int = field(default=255, metadata=flag("label value that marks pixels to ignore", group=DATA))
     crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA))
@@ -81,7 +84,10 @@ class TrainConfig:
         "with --init_from: take only the backbone's weights (e.g. for another class count)", group=MODEL))
 
     batch_size: int = field(default=16, metadata=flag(
-        "images per iteration over all devices of this worker", group=OPTIMISATION))
+        "images per forward/backward pass over all devices of this worker", group=OPTIMISATION))
+    iter_size: int = field(default=1, metadata=flag(
+        "passes whose gradients add up before each update (the DeepLab-ResNet repo's --grad-update-every): "
+        "an update sees batch_size * iter_size images", group=OPTIMISATION))
     learning_rate: float = field(default=7e-3, metadata=flag(
         "base learning rate", name="initial_learning_rate", group=OPTIMISATION))
     lr_policy: str = field(default="poly", metadata=flag(
@@ -90,6 +96,9 @@ class TrainConfig:
     lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION))
     lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
         "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION))
+    class_weights: str = field(default="", metadata=flag(
+        "auto: ENet weights 1/ln(1.02 + p_c) from the training labels' class frequencies (counted once, cached "
+        "next to the data); or a file with one weight per class; empty: unweighted", group=OPTIMISATION))
     head_lr_mult: float = field(default=1.0, metadata=flag(
         "learning-rate multiplier for the heads (e.g. 10)", group=OPTIMISATION))
     momentum: float = field(default=0.9, metadata=flag("SGD momentum", group=OPTIMISATION))
@@ -110,6 +119,10 @@ class TrainConfig:
         "-1: fresh run; last: newest checkpoint in output_dir (fresh if there is none); N: the end of epoch N; "
         "or a checkpoint file", group=RUN))
     val_every: int = field(default=1, metadata=flag("validate every N epochs (0: only at the end)", group=RUN))
+    val_every_iter: int = field(default=0, metadata=flag(
+        "validate every N iterations instead (0: --val_every decides)", group=RUN))
+    val_limit: int = field(default=0, metadata=flag(
+        "validate on the first N images of the split only (0: all), for a quick check", group=RUN))
     log_every: int = field(default=10, metadata=flag("iterations between log lines", group=RUN))
     checkpoint_every: int = field(default=0, metadata=flag(
         "iterations between checkpoints (0: at the end of each epoch)", group=RUN))
@@ -125,8 +138,13 @@ class TrainConfig:
 
     @property
     def training_split(self) -> str:
-        """``train_split``, or the dataset's own training split when it is not given."""
-        return self.train_split or TRAIN_SPLITS[self.dataset]
+        """``train_split``, or the dataset's own training split when it is not given (a folder dataset
+        without ``train.txt``: ``all`` its images)."""
+        if self.train_split:
+            return self.train_split
+        if self.dataset == "folder" and not (Path(self.data_dir) / "train.txt").is_file():
+            return ALL_IMAGES
+        return TRAIN_SPLITS[self.dataset]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,9 +171,14 @@ class TrainConfig:
             devices = []
         check(self.batch_size >= max(1, len(devices)),
               f"--batch_size {self.batch_size} must be at least the number of devices ({len(devices)})")
+        check(self.iter_size >= 1, f"--iter_size must be at least 1, got {self.iter_size}")
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
+        if self.dataset == "folder" and not self.num_classes:
+            check((Path(self.data_dir) / "classes.txt").is_file(),
+                  f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
+                  f"(one class name a line, optionally with its r g b colour)")
         known = dataset_classes(self.dataset)
         if known and 0 < self.num_classes < len(known):
             problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "
@@ -177,8 +200,9 @@ class TrainConfig:
         check(self.head_lr_mult > 0, f"--head_lr_mult must be positive, got {self.head_lr_mult}")
         check(self.aux_weight >= 0, f"--aux_weight cannot be negative, got {self.aux_weight}")
         check(self.num_workers >= 0, f"--num_workers cannot be negative, got {self.num_workers}")
-        check(self.val_every >= 0 and self.log_every >= 1 and self.checkpoint_every >= 0,
-              "--val_every and --checkpoint_every must be >= 0 and --log_every >= 1")
+        check(min(self.val_every, self.val_every_iter, self.val_limit, self.checkpoint_every) >= 0
+              and self.log_every >= 1,
+              "--val_every, --val_every_iter, --val_limit and --checkpoint_every must be >= 0 and --log_every >= 1")
         check(self.keep_checkpoints >= 1, f"--keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         check(self.max_bad_steps >= 1, f"--max_bad_steps must be at least 1, got {self.max_bad_steps}")
         check(all(rate >= 1 for rate in self.multi_grid), f"--multi_grid rates must be >= 1, got {self.multi_grid}")
@@ -189,13 +213,16 @@ class TrainConfig:
         problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
         if self.dataset != "toy":
             check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
+        if self.class_weights not in ("", "auto"):
+            check(Path(self.class_weights).is_file(),
+                  f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
         if self.pretrained_backbone:
             check(Path(self.pretrained_backbone).is_file(),
                   f"--pre_trained_model {self.pretrained_backbone} does not exist")
         if self.init_from:
             check(Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
         problems.extend(self._resume_problems())
-        return problems
+        return [problem for problem in problems if problem]
 
     def _resume_problems(self) -> List[str]:
         from .checkpoint import Checkpoint, CheckpointError
@@ -225,8 +252,12 @@ def train(config: TrainConfig) -> int:
         # cuDNN reads these when each convolution first runs, which is after this point
         os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
         os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] = "0"
+    from .models.backbones import canonical_backbone
     from .trainer import run_training
 
+    backbone = canonical_backbone(config.backbone)
+    if backbone.endswith("_v2") and "v2" not in config.backbone.lower():  # "resnet101": v1 or v2?
+        print(f"--base_architecture {config.backbone} is read as {backbone} (ResNet-v2)")
     summary = run_training(config)
     final = summary.get("final")
     if final and final.get("mIoU") is not None:

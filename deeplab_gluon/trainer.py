@@ -23,9 +23,11 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
 from .cli import JobError, UsageError
+from .data import palette_colours
 from .devices import parse_devices
-from .loss import SegmentationLoss, count_valid
+from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
+from .models.backbones.base import PretrainedFileError
 from .models.deeplab import batchnorm_layers
 from .runlog import RunLog, plot_curves
 
@@ -62,9 +64,13 @@ class SegmentationTrainer:
 
     def __init__(self, net, ctxs, *, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                  ignore_label: int = 255, aux_weight: float = 0.0, head_lr_mult: float = 1.0,
-                 kvstore="device", seed: int = 0, max_bad_steps: int = 5):
+                 kvstore="device", seed: int = 0, max_bad_steps: int = 5, iter_size: int = 1, class_weights=None):
         self.net, self.ctxs = net, list(ctxs)
-        self.ignore_label, self.seed, self.max_bad_steps = ignore_label, seed, max_bad_steps
+        self.ignore_label, self.seed, self.max_bad_steps, self.iter_size = ignore_label, seed, max_bad_steps, iter_size
+        self.learned = [p for p in net.collect_params().values() if p.grad_req != "null"]
+        if iter_size > 1:  # gradients of the iter_size passes add up until the update
+            for param in self.learned:
+                param.grad_req = "add"
         if head_lr_mult != 1.0:
             for block in (net.head, net.aux_head, net.decoder):
                 if block is not None:
@@ -82,7 +88,8 @@ class SegmentationTrainer:
             # doing it now gives every worker worker 0's weights before any gradient is computed.
             self.trainer._init_kvstore()
             self.trainer._init_params()
-        self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight)
+        self.class_weights = class_weights
+        self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight, class_weights=class_weights)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
         self.iteration = 0
@@ -90,37 +97,36 @@ class SegmentationTrainer:
         self._device_threads = ThreadPoolExecutor(len(self.ctxs)) if len(self.ctxs) > 1 else None
 
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
-        """One SGD step on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
+        """One SGD update on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
 
         Each device back-propagates its share of the cross-entropy *sum*; ``Trainer.step`` then
         divides the reduced gradient by the valid pixels of the whole batch (over all devices and
-        workers), which gives exactly the gradient of the batch's mean loss.
+        workers), which gives exactly the gradient of the batch's mean loss. With ``iter_size`` K
+        the batch goes through in K passes of N/K images whose gradients add up before the one
+        update (gradient accumulation: the memory of N/K images, the update of N).
 
         A non-finite loss on any device or worker updates nothing anywhere (weights, momentum and
         BatchNorm statistics stay as they were) and counts as a bad step; :class:`TrainingError`
         after ``max_bad_steps`` in a row.
         """
-        image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
-        label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
         # dropout masks depend on (seed, iteration) only, so a resumed run draws the same ones
         mx.random.seed(self.seed * 1_000_003 + self.iteration, ctx="all")
         saved_stats = [[data.copy() for data in p.list_data()] for p in self.running_stats]
         self.trainer.set_learning_rate(learning_rate)
-        if len(self.ctxs) == 1:
-            sums = [self._forward_backward(image_parts[0], label_parts[0])]
-        else:
-            # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
-            # so the devices' graphs must be issued concurrently, not one after the other.
-            sums = list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
+        size = images.shape[0] // self.iter_size
+        sums = [part for start in range(0, size * self.iter_size, size)
+                for part in self._backward_on_devices(images[start:start + size], labels[start:start + size])]
         loss_sum = float(sum(part.asscalar() for part in sums))
         finite = math.isfinite(loss_sum)
         loss_sum, num_valid, num_bad = self.reduce_over_workers(
-            [loss_sum if finite else 0.0, count_valid(labels, self.ignore_label), 0.0 if finite else 1.0])
+            [loss_sum if finite else 0.0, valid_weight(labels, self.ignore_label, self.class_weights),
+             0.0 if finite else 1.0])
         self.iteration += 1
         if num_bad:
             for param, copies in zip(self.running_stats, saved_stats):
                 for data, copy in zip(param.list_data(), copies):
                     copy.copyto(data)
+            self._clear_gradients()
             self.bad_steps += 1
             if self.bad_steps >= self.max_bad_steps:
                 raise DivergedError(f"{self.bad_steps} non-finite losses in a row (last at iteration "
@@ -128,8 +134,25 @@ class SegmentationTrainer:
                                     f"Lower --initial_learning_rate or check the data")
             return float("nan")
         self.bad_steps = 0
-        self.trainer.step(max(num_valid, 1.0))
-        return loss_sum / max(num_valid, 1.0)
+        denominator = num_valid if num_valid > 0 else 1.0  # no valid pixel: a zero loss and gradient
+        self.trainer.step(denominator)
+        self._clear_gradients()
+        return loss_sum / denominator
+
+    def _clear_gradients(self) -> None:
+        if self.iter_size > 1:  # accumulated ("add") gradients would carry into the next update
+            for param in self.learned:
+                param.zero_grad()
+
+    def _backward_on_devices(self, images, labels) -> list:
+        """Forward and backward of one pass, split over the devices; each device's loss sum, shape (1,)."""
+        image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
+        label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
+        if len(self.ctxs) == 1:
+            return [self._forward_backward(image_parts[0], label_parts[0])]
+        # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
+        # so the devices' graphs must be issued concurrently, not one after the other.
+        return list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
 
     def _forward_backward(self, images, labels):
         """Forward and backward on one device; returns that device's loss sum, shape (1,)."""
@@ -205,7 +228,7 @@ class TrainingData:
 
 def load_data(config, num_workers: int = 1) -> TrainingData:
     """The training and validation sets ``config`` names (the toy set is written when absent)."""
-    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset
+    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, wants_split
     from .data.loader import iterations_per_epoch
 
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
@@ -215,12 +238,15 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
     try:
         train_set = get_dataset(config.dataset, config.data_dir, config.training_split, **extra)
         val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
-            if config.val_split else None
+            if wants_split(config.val_split) else None  # '' or 'none': no validation
     except DataError as err:
         raise TrainingError(str(err)) from None
-    per_epoch = iterations_per_epoch(len(train_set), config.batch_size, num_workers)
+    if val_set is not None and config.val_limit:
+        val_set = val_set.take(config.val_limit)
+    per_epoch = iterations_per_epoch(len(train_set), config.batch_size * config.iter_size, num_workers)
     if per_epoch == 0:
-        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of {config.batch_size}"
+        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of "
+                            f"{config.batch_size * config.iter_size}"
                             + (f" per worker over {num_workers} workers" if num_workers > 1 else ""))
     transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
                                ignore_label=config.ignore_label)
@@ -228,10 +254,14 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
                         config.max_iter or config.train_epochs * per_epoch)
 
 
-def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int) -> bool:
-    """At the last iteration, and at the end of every ``val_every``-th epoch (``val_every`` 0: only the last)."""
+def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int,
+                    val_every_iter: int = 0) -> bool:
+    """At the last iteration, and every ``val_every_iter`` iterations, or else at the end of every
+    ``val_every``-th epoch (both 0: only the last)."""
+    if iteration == max_iter or val_every_iter:
+        return iteration == max_iter or iteration % val_every_iter == 0
     epoch, within = divmod(iteration, iterations_per_epoch)
-    return iteration == max_iter or bool(val_every and within == 0 and epoch % val_every == 0)
+    return bool(val_every and within == 0 and epoch % val_every == 0)
 
 
 def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, checkpoint_every: int) -> bool:
@@ -241,6 +271,7 @@ def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, 
     return iteration % (checkpoint_every or iterations_per_epoch) == 0
 
 
+@dataclass
 class StopRequest:
     """The signal (SIGINT / SIGTERM) that asked the run to stop, once the current step is done."""
     signal: Optional[int] = None
@@ -264,7 +295,7 @@ def stop_requests() -> Iterator[StopRequest]:
 
 
 class TrainingRun:
-    """What a run keeps between steps: its folder, log, network, trainer and scores."""
+    """What a run keeps between steps: its folder, log, progress bar, network, trainer and scores."""
 
     def __init__(self, config, spec: ModelSpec, data: TrainingData, net, trainer: SegmentationTrainer,
                  ctxs, is_main: bool):
@@ -273,13 +304,48 @@ class TrainingRun:
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.log = RunLog(self.output_dir / "log.jsonl", enabled=is_main)
-        self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
+        self.best_miou, self.best_iteration, self.last_scores, self.saved_at = -1.0, None, None, None
+        self.bar = None
+        self.window_start, self.window_images, self.smoothed = time.time(), 0, None
+
+    def begin(self, note: str, rank: int, num_workers: int) -> None:
+        """``config.json``, the log's ``start`` line (worker 0) and the progress bar."""
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+            if note.startswith("--resume last"):
+                print(note)
+            data = [split.describe() for split in (self.data.train_set, self.data.val_set) if split is not None]
+            print("\n".join(data))
+            self.log.write("start", data=data, iteration=self.trainer.iteration, max_iter=self.data.max_iter,
+                           iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
+                           worker=rank, workers=num_workers, note=note, model=self.spec.to_dict())
+        self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
+                        disable=not (self.config.progress and self.is_main))
+
+    def report(self, loss: float, lr: float, images: int) -> None:
+        """Advance the bar; every ``log_every`` steps a ``train`` log line (loss, lr, images per second)."""
+        it = self.trainer.iteration
+        self.window_images += images
+        if not math.isfinite(loss):
+            self.log.write("nonfinite", iteration=it, consecutive=self.trainer.bad_steps)
+        else:
+            self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
+        self.bar.update(1)
+        if it % self.config.log_every == 0 or it == self.data.max_iter:
+            speed = self.window_images / max(time.time() - self.window_start, 1e-9)
+            self.log.write("train", iteration=it, epoch=it / self.data.iterations_per_epoch, loss=loss, lr=lr,
+                           images_per_sec=speed)
+            self.bar.set_postfix(loss=f"{self.smoothed if self.smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
+                                 img_s=f"{speed:.1f}")
+            self.window_start, self.window_images = time.time(), 0
 
     def meta(self) -> dict:
         iteration, per_epoch = self.trainer.iteration, self.data.iterations_per_epoch
         return {"iteration": iteration, "epoch": iteration // per_epoch, "end_of_epoch": iteration % per_epoch == 0,
-                "best_miou": self.best_miou, "model": self.spec.to_dict(), "classes": self.data.classes,
-                "ignore_label": self.config.ignore_label, "seed": self.config.seed, "config": self.config.to_dict(),
+                "best_miou": self.best_miou, "best_iteration": self.best_iteration, "model": self.spec.to_dict(), "classes": self.data.classes,
+                "palette": palette_colours(self.data.train_set), "ignore_label": self.config.ignore_label,
+                "seed": self.config.seed, "config": self.config.to_dict(),
                 "metrics": self.last_scores}
 
     def save(self) -> Optional[Path]:
@@ -293,31 +359,28 @@ class TrainingRun:
         prune_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
 
-    def validate(self) -> dict:
-        """Score the validation split; keeps ``best.ckpt`` (weights only) when mIoU improves."""
+    def validate(self) -> None:
+        """Score the validation split and keep ``best.ckpt`` (weights only) when mIoU improves; if the
+        validation data fails, save the training done before saying so."""
+        from .data import DataError
         from .inference import evaluate_dataset
 
-        iteration = self.trainer.iteration
-        confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
-                                     self.config.ignore_label, progress=self.config.progress, desc=f"val @{iteration}")
+        it = self.trainer.iteration
+        try:
+            confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
+                                         self.config.ignore_label, progress=self.config.progress, desc=f"val @{it}")
+        except DataError as err:
+            path = self.save() if self.saved_at != it else None
+            raise TrainingError(f"validation failed: {err}; training up to iteration {it} is saved"
+                                + (f" in {path}" if path else "")) from None
         metrics = confusion.summary(self.data.classes)
-        self.log.write("val", iteration=iteration, epoch=iteration // self.data.iterations_per_epoch, **metrics)
+        self.log.write("val", iteration=it, epoch=it // self.data.iterations_per_epoch, **metrics)
         self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
         if metrics["mIoU"] is not None and metrics["mIoU"] > self.best_miou:  # None: no valid pixel was scored
-            self.best_miou = metrics["mIoU"]
+            self.best_miou, self.best_iteration = metrics["mIoU"], it
             Checkpoint.write(self.output_dir / "best.ckpt", self.net, None, self.meta())
-        return self.last_scores
-
-    def validate_or_save(self) -> dict:
-        """:meth:`validate`; if the validation data fails, save the training done before saying so."""
-        from .data import DataError
-
-        try:
-            return self.validate()
-        except DataError as err:
-            path = self.save() if self.saved_at != self.trainer.iteration else None
-            kept = f"; training up to iteration {self.trainer.iteration} is saved{f' in {path}' if path else ''}"
-            raise TrainingError(f"validation failed: {err}{kept}") from None
+        text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in self.last_scores.items()}
+        self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
 
     def loader(self, rank: int, num_workers: int):
         from .data.loader import SeededTransformDataset, TrainBatchSampler
@@ -325,8 +388,8 @@ class TrainingRun:
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
-        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size, config.seed, self.trainer.iteration,
-                                    self.data.max_iter, shard=rank, num_shards=num_workers)
+        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size * config.iter_size, config.seed,
+                                    self.trainer.iteration, self.data.max_iter, shard=rank, num_shards=num_workers)
         return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
 
     def stop(self, signal_name: str) -> None:
@@ -337,71 +400,56 @@ class TrainingRun:
         raise KeyboardInterrupt(f"stopped by {signal_name} at iteration {it}; checkpoint {path} saved; "
                                 f"continue with --resume last")
 
-    def summary(self) -> dict:
-        return {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
-                "best_mIoU": None if self.best_miou < 0 else self.best_miou, "final": self.last_scores}
-
-
-class ProgressReport:
-    """The progress bar and the ``train`` log lines: smoothed loss, learning rate, images per second."""
-
-    def __init__(self, run: TrainingRun):
-        self.run, self.log_every = run, run.config.log_every
-        self.bar = tqdm(total=run.data.max_iter, initial=run.trainer.iteration, desc="train", dynamic_ncols=True,
-                        disable=not (run.config.progress and run.is_main))
-        self.window_start, self.window_images, self.smoothed = time.time(), 0, None
-
-    def step(self, iteration: int, loss: float, lr: float, images: int) -> None:
-        self.window_images += images
-        if not math.isfinite(loss):
-            self.run.log.write("nonfinite", iteration=iteration, consecutive=self.run.trainer.bad_steps)
-        else:
-            self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
-        self.bar.update(1)
-        if iteration % self.log_every == 0 or iteration == self.run.data.max_iter:
-            speed = self.window_images / max(time.time() - self.window_start, 1e-9)
-            self.run.log.write("train", iteration=iteration, epoch=iteration / self.run.data.iterations_per_epoch,
-                               loss=loss, lr=lr, images_per_sec=speed)
-            self.bar.set_postfix(loss=f"{self.smoothed if self.smoothed is not None else loss:.4f}", lr=f"{lr:.2e}",
-                                 img_s=f"{speed:.1f}")
-            self.window_start, self.window_images = time.time(), 0
-
-    def scores(self, iteration: int, scores: dict) -> None:
-        text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in scores.items()}
-        self.bar.write(f"iteration {iteration}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
-
-
-def open_kvstore(name: str):
-    """``(kvstore, rank, number of workers)``: a ``dist_*`` KVStore object, or the name of a local one."""
-    if not name.startswith("dist"):
-        return name, 0, 1
-    kvstore = mx.kv.create(name)
-    return kvstore, kvstore.rank, kvstore.num_workers
+    def end(self) -> dict:
+        """``summary.json``, the log's ``end`` line and ``curves.png`` (worker 0); returns the summary."""
+        summary = {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
+                   "best_mIoU": None if self.best_miou < 0 else self.best_miou, "best_iteration": self.best_iteration,
+                   "final": self.last_scores}
+        if self.is_main:
+            self.log.write("end", **summary)
+            (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            plot_curves(self.output_dir / "log.jsonl", self.output_dir / "curves.png")
+        return summary
 
 
 def prepare_run(config) -> Optional[tuple]:
     """Everything before the first step: ``(run, start, kvstore rank, workers)``, or None when the run is
     already finished (said on stdout; nothing in its folder is touched)."""
     ctxs = parse_devices(config.gpus)
-    kvstore, rank, num_workers = open_kvstore(config.kvstore)
+    kvstore, rank, num_workers = config.kvstore, 0, 1
+    if config.kvstore.startswith("dist"):
+        kvstore = mx.kv.create(config.kvstore)
+        rank, num_workers = kvstore.rank, kvstore.num_workers
     start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
     data = load_data(config, num_workers)
     if start.resume is not None and start.resume.iteration >= data.max_iter:
         print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
         return None
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
+    class_weights = None
+    if config.class_weights:
+        from .data import DataError
+        from .data.class_weights import resolve_class_weights
+
+        try:
+            class_weights = resolve_class_weights(config.class_weights, data.train_set, progress=config.progress)
+        except DataError as err:
+            raise TrainingError(f"--class_weights: {err}") from None
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
     try:
         net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
                           pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
-    except ValueError as err:  # a --pre_trained_model file of another network, or flags the backbone refuses
+    except PretrainedFileError as err:  # the ImageNet file does not fit the backbone
+        raise TrainingError(f"--pre_trained_model: {err}") from None
+    except ValueError as err:  # flags the backbone refuses, e.g. --multi_grid for MobileNetV2
         raise UsageError(str(err)) from None
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
                                   aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
-                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps)
+                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps,
+                                  iter_size=config.iter_size, class_weights=class_weights)
     run = TrainingRun(config, spec, data, net, trainer, ctxs, is_main=rank == 0)
     try:
         if start.resume is not None:
@@ -409,6 +457,7 @@ def prepare_run(config) -> Optional[tuple]:
             trainer.iteration = run.saved_at = int(start.resume.iteration)
             best = start.resume.meta.get("best_miou")
             run.best_miou = -1.0 if best is None else float(best)
+            run.best_iteration = start.resume.meta.get("best_iteration")
         elif start.init is not None:
             start.init.load_into(net, None, ctxs, expect=spec, backbone_only=config.load_backbone_only)
     except CheckpointError as err:
@@ -418,30 +467,8 @@ def prepare_run(config) -> Optional[tuple]:
     return run, start, rank, num_workers
 
 
-def record_start(run: TrainingRun, start: StartingPoint, rank: int, num_workers: int) -> None:
-    """``config.json`` and the log's ``start`` line (worker 0)."""
-    if not run.is_main:
-        return
-    run.output_dir.mkdir(parents=True, exist_ok=True)
-    (run.output_dir / "config.json").write_text(json.dumps(run.config.to_dict(), indent=1))
-    if start.note.startswith("--resume last"):
-        print(start.note)
-    run.log.write("start", iteration=run.trainer.iteration, max_iter=run.data.max_iter,
-                  iterations_per_epoch=run.data.iterations_per_epoch, devices=[str(c) for c in run.ctxs],
-                  worker=rank, workers=num_workers, note=start.note, model=run.spec.to_dict())
-
-
-def record_end(run: TrainingRun) -> dict:
-    summary = run.summary()
-    if run.is_main:
-        run.log.write("end", **summary)
-        (run.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        plot_curves(run.output_dir / "log.jsonl", run.output_dir / "curves.png")
-    return summary
-
-
 @contextlib.contextmanager
-def failures_explained(run: TrainingRun, report: ProgressReport):
+def failures_explained(run: TrainingRun):
     """Turn what can stop a run into one-line :class:`TrainingError` s, and always end the step cleanly."""
     from .data import DataError
 
@@ -455,7 +482,7 @@ def failures_explained(run: TrainingRun, report: ProgressReport):
     except CheckpointError as err:  # a checkpoint could not be written (full disk, ...)
         raise TrainingError(str(err)) from None
     finally:
-        report.bar.close()
+        run.bar.close()
         # The last step's gradient pushes are asynchronous: a worker that exits before they reach
         # the servers leaves the others waiting forever for that step's pull.
         mx.nd.waitall()
@@ -472,23 +499,22 @@ def run_training(config) -> dict:
     if prepared is None:
         return {}
     run, start, rank, num_workers = prepared
-    record_start(run, start, rank, num_workers)
+    run.begin(start.note, rank, num_workers)
     data, trainer = run.data, run.trainer
     schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
                                 config.lr_steps)
-    report = ProgressReport(run)
-    with failures_explained(run, report), stop_requests() as stop:
+    with failures_explained(run), stop_requests() as stop:
         for images, labels in run.loader(rank, num_workers):
             lr = schedule(trainer.iteration)
             loss = trainer.train_step(images, labels, lr)
             it = trainer.iteration
-            report.step(it, loss, lr, images.shape[0])
+            run.report(loss, lr, images.shape[0])
             # only worker 0 validates; the others wait for it at the next gradient reduction
             if run.is_main and data.val_set is not None and should_validate(
-                    it, data.max_iter, data.iterations_per_epoch, config.val_every):
-                report.scores(it, run.validate_or_save())
+                    it, data.max_iter, data.iterations_per_epoch, config.val_every, config.val_every_iter):
+                run.validate()
             if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
                 run.save()
             if stop.signal is not None:
                 run.stop(signal.Signals(stop.signal).name)
-    return record_end(run)
+    return run.end()

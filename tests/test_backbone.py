@@ -92,14 +92,20 @@ def test_wrong_depth_file_is_refused_with_names(tmp_path):
     zoo = _zoo_with_random_weights(18)
     path = str(tmp_path / "resnet18_v2.params")
     zoo.save_parameters(path)
-    with pytest.raises(ValueError, match=r"not a resnet34_v2 parameter file: \d+ missing"):
+    with pytest.raises(ValueError, match=r"resnet18_v2.params is a resnet18_v2 parameter file, not resnet34_v2: "
+                                         r"\d+ missing \(e.g. \['features.5.2."):
         DilatedResNetV2(34).load_pretrained(path)
+    # a file of no known depth still names what is missing
+    partial = {k: v for k, v in mx.nd.load(path).items() if not k.startswith("features.8.")}
+    mx.nd.save(str(tmp_path / "partial.params"), partial)
+    with pytest.raises(ValueError, match=r"not a resnet18_v2 parameter file: \d+ missing \(e.g. \['features.8.0"):
+        DilatedResNetV2(18).load_pretrained(str(tmp_path / "partial.params"))
 
 
 def test_unreadable_file_is_refused(tmp_path):
     path = tmp_path / "broken.params"
     path.write_bytes(b"not an ndarray file")
-    with pytest.raises(ValueError, match="cannot read parameter file"):
+    with pytest.raises(ValueError, match="broken.params is not a parameter file: Invalid NDArray file format$"):
         DilatedResNetV2(18).load_pretrained(str(path))
 
 

@@ -16,7 +16,10 @@ SIZES = [(37, 29), (18, 45)]
 @pytest.mark.parametrize("decoder", [False, True], ids=["v3", "v3plus"])
 @pytest.mark.parametrize("output_stride", [16, 8])
 def test_forward_and_backward_at_odd_sizes_after_hybridize(backbone, head, decoder, output_stride):
-    net = get_deeplab(backbone, head, output_stride, num_classes=3, aux=True, decoder=decoder)
+    net = get_deeplab(backbone, head, output_stride, num_classes=3, aux=True, decoder=decoder, initialize=False)
+    # the builder's He initialisation draws Gaussians: 3-4.5 s for Xception-65 + head's 56M weights here,
+    # uniform draws of the same scale 1.2 s, and they serve this test as well
+    net.initialize(mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=2))
     net.hybridize()
     for index, (height, width) in enumerate(SIZES):
         x = mx.nd.random.uniform(shape=(2, 3, height, width))

@@ -1,4 +1,4 @@
-"""DeepLabV3(+): backbone -> context head [-> decoder] -> bilinear upsampling to the input size; ``build_model(spec)``."""
+"""DeepLabV3(+): backbone -> context head [-> decoder] -> upsampling to the input size; ``build_model(spec)``."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence

@@ -19,6 +19,10 @@ def check_output_stride(output_stride: int, supported: Tuple[int, ...]) -> None:
         raise ValueError(f"output_stride must be one of {supported}, got {output_stride}")
 
 
+class PretrainedFileError(ValueError):
+    """An ImageNet parameter file that cannot be read or does not fit the backbone; the message is one line."""
+
+
 def read_zoo_params(path: str, zoo_network: Callable[[], mx.gluon.Block], zoo_name: str) -> Dict[str, mx.nd.NDArray]:
     """Read a model-zoo parameter file as ``{structural name: array}``.
 
@@ -26,26 +30,33 @@ def read_zoo_params(path: str, zoo_network: Callable[[], mx.gluon.Block], zoo_na
     (prefixed names such as ``resnetv1b_conv0_weight``) are read through ``zoo_network()``,
     the zoo's own network built without weights, which knows its prefixes.
     """
+    from ...cli import mxnet_reason
+
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:
-        raise ValueError(f"cannot read parameter file {path}: {str(err).splitlines()[0]}") from None
+        raise PretrainedFileError(f"{path} is not a parameter file: {mxnet_reason(err)}") from None
     if not isinstance(loaded, dict) or not loaded:
-        raise ValueError(f"{path} holds no named parameters")
+        raise PretrainedFileError(f"{path} holds no named parameters")
     if any("." in name for name in loaded):
         return loaded
     zoo = zoo_network()
     try:
         zoo.load_parameters(path, ctx=mx.cpu())
     except (AssertionError, mx.base.MXNetError, KeyError, ValueError) as err:
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{path} is not a {zoo_name} parameter file (legacy names): {first_line}") from None
+        raise PretrainedFileError(f"{path} is not a {zoo_name} parameter file: {mxnet_reason(err)}") from None
     return {name: p.data() for name, p in zoo._collect_params_with_prefix().items()}
 
 
-def _blocks_per_stage(names, pattern: str, stages) -> Tuple[int, ...]:
+# (block kind, blocks per stage) -> depth: the ResNets every zoo ships
+RESNET_DEPTHS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34, ("bottleneck", (3, 4, 6, 3)): 50,
+                 ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152}
+
+
+def _resnet_depth(names, pattern: str, stages, bottleneck: bool) -> Optional[int]:
     found = {tuple(map(int, m.groups())) for m in map(re.compile(pattern).match, names) if m}
-    return tuple(len({b for s, b in found if s == stage}) for stage in stages)
+    blocks = tuple(len({b for s, b in found if s == stage}) for stage in stages)
+    return RESNET_DEPTHS.get(("bottleneck" if bottleneck else "basic", blocks))
 
 
 def guess_zoo_model(shapes: Dict[str, Tuple[int, ...]]) -> Optional[str]:
@@ -62,9 +73,9 @@ def guess_zoo_model(shapes: Dict[str, Tuple[int, ...]]) -> Optional[str]:
         layout = "Gluon model zoo" if "features.3.out.6.weight" in names else "gluoncv"
         return f"mobilenetv2_{width} ({layout} layout)"
     if "layer1.0.conv1.weight" in names:
-        blocks = _blocks_per_stage(names, r"layer(\d)\.(\d+)\.", (1, 2, 3, 4))
-        per_block = 3 if "layer1.0.conv3.weight" in names else 2
-        depth = per_block * sum(blocks) + 2
+        depth = _resnet_depth(names, r"layer(\d)\.(\d+)\.", (1, 2, 3, 4), "layer1.0.conv3.weight" in names)
+        if depth is None:
+            return None
         if "conv1.weight" in names:
             variant = "v1b"
         else:
@@ -74,9 +85,8 @@ def guess_zoo_model(shapes: Dict[str, Tuple[int, ...]]) -> Optional[str]:
                 (wide_stem, avg_down)]
         return f"resnet{depth}_{variant}"
     if "features.5.0.bn1.gamma" in names:
-        blocks = _blocks_per_stage(names, r"features\.([5-8])\.(\d+)\.", (5, 6, 7, 8))
-        per_block = 3 if "features.5.0.conv3.weight" in names else 2
-        return f"resnet{per_block * sum(blocks) + 2}_v2"
+        depth = _resnet_depth(names, r"features\.([5-8])\.(\d+)\.", (5, 6, 7, 8), "features.5.0.conv3.weight" in names)
+        return None if depth is None else f"resnet{depth}_v2"
     return None
 
 
@@ -107,8 +117,9 @@ class Backbone(HybridBlock):
     def load_pretrained(self, path: str, ctx=None) -> None:
         """Load the zoo's ImageNet ``.params`` file, ignoring only its classifier.
 
-        Raises ``ValueError`` in one line naming counts and examples of missing and unexpected
-        parameters (and which zoo network the file looks like) when the file does not fit.
+        Raises :class:`PretrainedFileError` (a ``ValueError``) in one line naming which zoo network
+        the file looks like, when that can be told, and counts and examples of the missing and
+        unexpected parameters, when the file does not fit.
         """
         loaded = read_zoo_params(path, self.zoo_network, self.zoo_name)
         params = self._collect_params_with_prefix()
@@ -119,13 +130,13 @@ class Backbone(HybridBlock):
                       and tuple(params[name].shape) != tuple(loaded[name].shape)]
         if missing or unexpected or mismatched:
             guess = guess_zoo_model({name: tuple(value.shape) for name, value in loaded.items()})
-            looks_like = f"; it looks like {guess}" if guess and guess != self.zoo_name else ""
+            what = (f"is a {guess} parameter file, not {self.zoo_name}" if guess and guess != self.zoo_name
+                    else f"is not a {self.zoo_name} parameter file")
             shapes = (f", {len(mismatched)} of another shape (e.g. {mismatched[0]}: "
                       f"{tuple(loaded[mismatched[0]].shape)}, expected {params[mismatched[0]].shape})"
                       if mismatched else "")
-            raise ValueError(
-                f"{path} is not a {self.zoo_name} parameter file: "
-                f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                f"(e.g. {unexpected[:3]}){shapes}{looks_like}")
+            raise PretrainedFileError(
+                f"{path} {what}: {len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:3]}){shapes}")
         for name, param in params.items():
             param._load_init(loaded[name], ctx or mx.cpu())
