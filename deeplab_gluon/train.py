@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from .cli import flag, output_problem, run_job
 from .data import ALL_IMAGES, DATASETS, TRAIN_SPLITS, dataset_classes
-from .models.spec import HEADS, OUTPUT_STRIDES, VORTEX_MODULES
+from .models.spec import DILATION_RULES, HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
 LR_POLICIES = ("poly", "step")
@@ -74,6 +74,12 @@ class TrainConfig:
     aux: bool = field(default=False, metadata=flag("add the auxiliary FCN head on stage 3", group=MODEL))
     decoder: bool = field(default=False, metadata=flag(
         "1: DeepLabV3+ decoder, refining the head's output with the backbone's stride-4 features", group=MODEL))
+    head_variant: str = field(default="deeplab", metadata=flag(
+        "deeplab: the head's branches fused by a 1x1 conv; gluoncv: a 1x1 then a 3x3 conv, as gluoncv's DeepLabV3 "
+        "(a converted gluoncv checkpoint, see convert_gluoncv)", choices=HEAD_VARIANTS, group=MODEL))
+    dilation_rule: str = field(default="uniform", metadata=flag(
+        "uniform: every 3x3 conv of a dilated stage at its rate; gluoncv: the first block at half the rate, "
+        "as gluoncv's dilated ResNet-v1b/v1s", choices=DILATION_RULES, group=MODEL))
     aux_weight: float = field(default=0.4, metadata=flag("weight of the auxiliary loss", group=MODEL))
     freeze_bn: bool = field(default=False, metadata=flag(
         "1: BatchNorm uses stored statistics and gamma/beta do not learn", name="freeze_batch_norm", group=MODEL))
@@ -152,7 +158,7 @@ class TrainConfig:
     def problems(self) -> List[str]:
         """Every problem that can be seen before any work starts, as one-line messages."""
         from .devices import parse_devices
-        from .models.backbones import canonical_backbone
+        from .models.backbones import canonical_backbone, check_dilation_rule
 
         problems = []
 
@@ -161,9 +167,14 @@ class TrainConfig:
                 problems.append(message)
 
         try:
-            canonical_backbone(self.backbone)
+            backbone = canonical_backbone(self.backbone)
         except ValueError as err:
             problems.append(f"--base_architecture: {err}")
+        else:
+            try:
+                check_dilation_rule(backbone, self.dilation_rule)
+            except ValueError as err:
+                problems.append(f"--dilation_rule: {err}")
         try:
             devices = parse_devices(self.gpus)
         except ValueError as err:

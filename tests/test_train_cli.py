@@ -28,6 +28,8 @@ def toy_root(tmp_path_factory):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("base_architecture", "resnet_v2_51", "--base_architecture: unknown backbone 'resnet_v2_51'"),
+    ("dilation_rule", "gluoncv", "--dilation_rule: dilation_rule 'gluoncv' is gluoncv's dilated ResNet-v1b/v1s; "
+                                 "resnet101_v2 dilates uniformly only"),
     ("gpus", "0", "--gpus 0: GPU 0 does not exist (MXNet sees 0 GPUs"),
     ("crop_size", "8", "--crop_size 8 is smaller than --output_stride 16"),
     ("data_dir", "/nonexistent/VOCdevkit_aug", "--data_dir /nonexistent/VOCdevkit_aug does not exist"),
