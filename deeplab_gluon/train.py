@@ -58,10 +58,11 @@ class TrainConfig:
         "log an unreadable sample once and go on instead of stopping", group=DATA))
 
     backbone: str = field(default="resnet101_v2", metadata=flag(
-        "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted)", name="base_architecture", group=MODEL))
+        "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted), resnet{18,34,50,101,152}_v1b, "
+        "resnet{50,101,152}_v1s, mobilenetv2_1.0 or xception65", name="base_architecture", group=MODEL))
     pretrained_backbone: str = field(default="", metadata=flag(
-        "model-zoo resnetXX_v2 .params file for the backbone (ImageNet weights)", name="pre_trained_model",
-        group=MODEL))
+        "the backbone's ImageNet model-zoo .params file (Gluon's resnetXX_v2, gluoncv's resnetXX_v1b/v1s, "
+        "mobilenetv2_1.0, xception)", name="pre_trained_model", group=MODEL))
     output_stride: int = field(default=16, metadata=flag("8, 16 or 32", choices=OUTPUT_STRIDES, group=MODEL))
     head: str = field(default="aspp", metadata=flag(
         "1: ASPP head, 2: Vortex Pooling head", name="aspp_or_vortex", parse=parse_head, metavar="1|2",
@@ -71,6 +72,8 @@ class TrainConfig:
     multi_grid: Tuple[int, ...] = field(default=(), metadata=flag(
         "unit rates of the last stage's blocks, e.g. 1,2,4", group=MODEL))
     aux: bool = field(default=False, metadata=flag("add the auxiliary FCN head on stage 3", group=MODEL))
+    decoder: bool = field(default=False, metadata=flag(
+        "1: DeepLabV3+ decoder, refining the head's output with the backbone's stride-4 features", group=MODEL))
     aux_weight: float = field(default=0.4, metadata=flag("weight of the auxiliary loss", group=MODEL))
     freeze_bn: bool = field(default=False, metadata=flag(
         "1: BatchNorm uses stored statistics and gamma/beta do not learn", name="freeze_batch_norm", group=MODEL))

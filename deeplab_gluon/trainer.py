@@ -22,11 +22,12 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
-from .cli import JobError
+from .cli import JobError, UsageError
 from .data import palette_colours
 from .devices import parse_devices
 from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
+from .models.backbones.base import PretrainedFileError
 from .models.deeplab import batchnorm_layers
 from .runlog import RunLog, plot_curves
 
@@ -71,7 +72,7 @@ class SegmentationTrainer:
             for param in self.learned:
                 param.grad_req = "add"
         if head_lr_mult != 1.0:
-            for block in (net.head, net.aux_head):
+            for block in (net.head, net.aux_head, net.decoder):
                 if block is not None:
                     for param in block.collect_params().values():
                         param.lr_mult = head_lr_mult
@@ -460,8 +461,10 @@ def prepare_run(config) -> Optional[tuple]:
     try:
         net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
                           pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
-    except ValueError as err:  # the ImageNet file does not fit the backbone
+    except PretrainedFileError as err:  # the ImageNet file does not fit the backbone
         raise TrainingError(f"--pre_trained_model: {err}") from None
+    except ValueError as err:  # flags the backbone refuses, e.g. --multi_grid for MobileNetV2
+        raise UsageError(str(err)) from None
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,

@@ -1,11 +1,12 @@
 """Context heads on top of the backbone: ASPP (DeepLabV3), Vortex Pooling, and the FCN auxiliary head.
 
 Every head maps features (N, C_in, h, w) to logits (N, num_classes, h, w); the network
-upsamples them to the input size.
+upsamples them to the input size. Built with ``num_classes=None``, a context head stops at its
+fused 256-channel features (N, 256, h, w) instead, for the DeepLabV3+ decoder to classify.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
@@ -55,25 +56,27 @@ class Classifier(HybridBlock):
     """Conv -> norm -> ReLU -> dropout -> 1x1 classifier: the end of every head.
 
     The context heads fuse their concatenated branches with a 1x1 conv to 256 channels;
-    the auxiliary FCN head uses a 3x3 conv to ``in_channels // 4``.
+    the auxiliary FCN head uses a 3x3 conv to ``in_channels // 4``. ``num_classes=None`` stops
+    after the ReLU (no dropout, no classifier): the decoder that follows has its own.
     """
 
-    def __init__(self, in_channels, num_classes, mid_channels=HEAD_CHANNELS, kernel_size=1, dropout=0.1,
-                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+    def __init__(self, in_channels, num_classes: Optional[int], mid_channels=HEAD_CHANNELS, kernel_size=1,
+                 dropout=0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.project = ConvBNReLU(in_channels, mid_channels, kernel_size, norm_layer=norm_layer,
                                       norm_kwargs=norm_kwargs)
-            self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+            classify = num_classes is not None
+            self.dropout = nn.Dropout(dropout) if dropout > 0 and classify else None
             # small initial logits: a He-initialised classifier starts with losses around 10
-            self.classifier = nn.Conv2D(num_classes, 1, in_channels=mid_channels,
-                                        weight_initializer=mx.init.Normal(0.01))
+            self.classifier = (nn.Conv2D(num_classes, 1, in_channels=mid_channels,
+                                         weight_initializer=mx.init.Normal(0.01)) if classify else None)
 
     def hybrid_forward(self, F, x):
         x = self.project(x)
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.classifier(x)
+        return x if self.classifier is None else self.classifier(x)
 
 
 class ASPPHead(HybridBlock):
@@ -83,7 +86,7 @@ class ASPPHead(HybridBlock):
     256 channels; they are concatenated (1280) and fused by :class:`Classifier`.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int] = (6, 12, 18),
+    def __init__(self, in_channels: int, num_classes: Optional[int], rates: Sequence[int] = (6, 12, 18),
                  dropout: float = 0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.rates = tuple(rates)
@@ -178,7 +181,7 @@ class VortexHead(HybridBlock):
     Even rates pool over r + 1 so the window stays centred.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int] = (3, 9, 27),
+    def __init__(self, in_channels: int, num_classes: Optional[int], rates: Sequence[int] = (3, 9, 27),
                  module: str = "A", dropout: float = 0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.rates, self.module = tuple(rates), module.upper()

@@ -28,9 +28,10 @@ class ModelSpec:
     multi_grid: Tuple[int, ...] = ()    # unit rates of the last stage, e.g. (1, 2, 4); changes no weight
     vortex_module: str = "A"            # Vortex Pooling module A or B; changes no weight
     aux: bool = False                   # the auxiliary FCN head on stage 3
+    decoder: bool = False               # the DeepLabV3+ decoder on the backbone's stride-4 features
 
     # what must agree for a checkpoint's weights to fit a network
-    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux")
+    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux", "decoder")
 
     def __post_init__(self):
         def set_field(name, value):  # frozen: normalise in place once, here
@@ -43,6 +44,7 @@ class ModelSpec:
         set_field("num_classes", int(self.num_classes))
         set_field("output_stride", int(self.output_stride))
         set_field("aux", bool(self.aux))
+        set_field("decoder", bool(self.decoder))
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.num_classes < 1:
@@ -56,8 +58,8 @@ class ModelSpec:
 
     @property
     def name(self) -> str:
-        """The registry-style name, e.g. ``deeplabv3_resnet101_v2_aspp``."""
-        return f"deeplabv3_{self.backbone}_{self.head}"
+        """The registry-style name, e.g. ``deeplabv3_resnet101_v2_aspp``, ``deeplabv3plus_xception65_vortex``."""
+        return f"deeplabv3{'plus' if self.decoder else ''}_{self.backbone}_{self.head}"
 
     def replace(self, **changes) -> "ModelSpec":
         """A copy with some fields changed, e.g. ``spec.replace(output_stride=8)``."""
