@@ -241,6 +241,8 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
             if wants_split(config.val_split) else None  # '' or 'none': no validation
     except DataError as err:
         raise TrainingError(str(err)) from None
+    if val_set is not None:
+        val_set = checked_validation_set(val_set, config)
     if val_set is not None and config.val_limit:
         val_set = val_set.take(config.val_limit)
     per_epoch = iterations_per_epoch(len(train_set), config.batch_size * config.iter_size, num_workers)
@@ -252,6 +254,25 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
                                ignore_label=config.ignore_label)
     return TrainingData(train_set, val_set, transform, list(train_set.classes), per_epoch,
                         config.max_iter or config.train_epochs * per_epoch)
+
+
+def checked_validation_set(val_set, config):
+    """``val_set`` once its files are checked, before any training: a bad one would otherwise stop the run
+    at its first validation. With ``--skip_bad_samples`` the bad ones are left out (and logged), else the
+    run does not start."""
+    from .data.loader import log_bad_sample
+
+    bad = val_set.bad_samples(progress=config.progress)
+    if not bad:
+        return val_set
+    if not config.skip_bad_samples:
+        raise TrainingError(f"validation split: {bad[0][1]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                            + "; fix it, or pass --skip_bad_samples 1 to leave bad samples out")
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    for _, message in bad:
+        log_bad_sample(str(Path(config.output_dir) / "bad_samples.txt"), message)
+    left_out = {index for index, _ in bad}
+    return val_set.subset([index for index in range(len(val_set)) if index not in left_out])
 
 
 def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int,

@@ -195,3 +195,24 @@ def test_resume_with_gradient_accumulation_matches_a_straight_run(tmp_path):
     for name, param in a._collect_params_with_prefix().items():
         np.testing.assert_allclose(b._collect_params_with_prefix()[name].data().asnumpy(), param.data().asnumpy(),
                                    rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_bad_validation_label_is_found_before_training(tmp_path, capsys):
+    import numpy as np
+
+    from deeplab_gluon.data import make_toy_dataset, save_index_png
+    from deeplab_gluon.trainer import load_data
+
+    make_toy_dataset(tmp_path / "toy", num_train=4, num_val=3, image_size=(32, 32), seed=0)
+    voc = tmp_path / "toy" / "VOC2012"
+    bad_id = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()[1]
+    save_index_png(voc / "SegmentationClass" / f"{bad_id}.png", np.full((32, 32), 9, np.uint8))  # 5 classes
+    flags = ["--dataset", "toy", "--data_dir", str(tmp_path / "toy"), "--max_iter", "1", "--batch_size", "2",
+             "--output_dir", str(tmp_path / "run"), "--progress", "0"]
+    with pytest.raises(TrainingError, match=rf"validation split: .*{bad_id}.png: label values \[9\] .*"
+                                            r"pass --skip_bad_samples 1 to leave bad samples out"):
+        load_data(parse_config(flags + ["--skip_bad_samples", "0"]))
+    kept = load_data(parse_config(flags)).val_set  # --skip_bad_samples 1, the default
+    assert len(kept) == 2 and bad_id not in kept.ids
+    assert f"{bad_id}.png: label values [9]" in (tmp_path / "run" / "bad_samples.txt").read_text()
+    assert capsys.readouterr().err.count("skipping a bad sample") == 1

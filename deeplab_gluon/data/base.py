@@ -1,9 +1,10 @@
 """The item contract shared by every segmentation dataset: (RGB image, class-index label) pairs."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mxnet import gluon
@@ -81,6 +82,31 @@ class SegmentationDataset(gluon.data.Dataset):
             raise DataError(f"{label_path}: label values {values} are neither classes 0..{self.num_classes - 1} "
                             f"nor ignore_label {self.ignore_label}")
         return label
+
+    def bad_samples(self, progress: bool = False) -> List[Tuple[int, str]]:
+        """``(index, why)`` of every sample whose label does not read or fit, or whose image is no image
+        file OpenCV reads (its header only: decoding every image would cost minutes on a large split)."""
+        import cv2
+        from tqdm import tqdm
+
+        bad = []
+        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file", disable=not progress,
+                          leave=False):
+            try:
+                self.read_label_at(index)
+                if not cv2.haveImageReader(str(self.image_path(index))):
+                    raise DataError(f"{self.image_path(index)}: not an image file OpenCV can read")
+            except DataError as err:
+                bad.append((index, str(err)))
+        return bad
+
+    def subset(self, indices: Sequence[int]) -> "SegmentationDataset":
+        """The same dataset restricted to the samples at ``indices``, in that order."""
+        subset = copy.copy(self)
+        subset.ids = [self.ids[i] for i in indices]
+        subset._image_paths = [self._image_paths[i] for i in indices]
+        subset._label_paths = [self._label_paths[i] for i in indices]
+        return subset
 
     def read_sample(self, index: int):
         """The untransformed ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` pair, checked."""
