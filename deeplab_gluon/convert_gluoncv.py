@@ -205,7 +205,8 @@ class ConvertConfig:
     """Command-line settings of ``python -m deeplab_gluon.convert_gluoncv``."""
 
     model: str = field(default="", metadata=flag(
-        "gluoncv's model name", choices=tuple(GLUONCV_MODELS), metavar="NAME", required=True))
+        "gluoncv's model name: deeplab_resnet{101,152}_{voc,coco} or deeplab_resnet{50,101}_{ade,citys}",
+        choices=tuple(GLUONCV_MODELS), metavar="NAME", required=True))
     params: Optional[Path] = field(default=None, metadata=flag(
         "the .params file gluoncv's get_model(NAME, pretrained=True, root=ROOT) downloaded "
         "(ROOT/NAME-<hash>.params)", required=True))
