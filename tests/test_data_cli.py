@@ -82,7 +82,8 @@ def test_folder_without_class_count_is_one_line(tmp_path):
                  "--val_split", "none", "--output_dir", "run", *TINY)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "the number of classes is unknown" in lines[0] and "classes.txt" in lines[0]
+    assert len(lines) == 1 and "--dataset folder needs --num_classes N or a class list" in lines[0]
+    assert result.returncode == 2 and "classes.txt" in lines[0]
 
 
 def test_cityscapes_trains_evaluates_and_predicts_in_its_colours(tmp_path):

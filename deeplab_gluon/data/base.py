@@ -90,7 +90,8 @@ class SegmentationDataset(gluon.data.Dataset):
         from tqdm import tqdm
 
         bad = []
-        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file", disable=not progress,
+        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file",
+                          disable=None if progress else True,  # None: shown on a terminal only
                           leave=False):
             try:
                 self.read_label_at(index)
