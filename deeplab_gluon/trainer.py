@@ -27,9 +27,11 @@ from .devices import parse_devices
 from .loss import SegmentationLoss, count_valid
 from .models import ModelSpec, build_model
 from .models.deeplab import batchnorm_layers
+from .run_lock import RunFolderLocked, run_folder_lock
 from .runlog import RunLog, plot_curves
 
 STEP_STATS_KEY = 10_000_000  # kvstore key for per-step sums; the Trainer's own keys are 0..len(params)-1
+LOCK_AGREEMENT_KEY = 10_000_001  # kvstore key on which the workers learn whether worker 0 holds the run folder
 
 
 class TrainingError(JobError):
@@ -158,6 +160,55 @@ class SegmentationTrainer:
 # ------------------------------------------------------------------------------------ the run's steps
 
 @dataclass
+class Workers:
+    """The processes of one run: a ``dist_*`` kvstore with this worker's rank, or one process."""
+    kvstore: object = "device"
+    rank: int = 0
+    count: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Worker 0 writes the run folder (checkpoints, logs) and validates."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return not isinstance(self.kvstore, str)
+
+
+def connect_workers(kvstore: str) -> Workers:
+    """``--kvstore``: a ``dist_*`` kvstore joins the other workers (and learns this one's rank)."""
+    if kvstore.startswith("dist"):
+        store = mx.kv.create(kvstore)
+        return Workers(store, store.rank, store.num_workers)
+    return Workers(kvstore)
+
+
+@contextlib.contextmanager
+def exclusive_run_folder(output_dir, workers: Workers) -> Iterator[None]:
+    """Worker 0 holds ``output_dir``'s lock for the ``with`` block (:mod:`~deeplab_gluon.run_lock`).
+
+    The workers of a distributed run share worker 0's folder and take no lock; they learn whether
+    worker 0 got it, so that none waits forever for a worker 0 that was refused.
+    """
+    with contextlib.ExitStack() as held:
+        refusal = None
+        try:
+            held.enter_context(run_folder_lock(output_dir, enabled=workers.is_main))
+        except RunFolderLocked as err:
+            refusal = err
+        if workers.distributed:
+            flag = mx.nd.array([1.0 if refusal else 0.0])
+            workers.kvstore.init(LOCK_AGREEMENT_KEY, mx.nd.zeros(1))
+            workers.kvstore.push(LOCK_AGREEMENT_KEY, flag)
+            workers.kvstore.pull(LOCK_AGREEMENT_KEY, out=flag)
+            if flag.asscalar() > 0 and refusal is None:
+                refusal = RunFolderLocked(f"worker 0 could not lock --output_dir {output_dir} (see its message)")
+        if refusal is not None:
+            raise refusal
+        yield
+
+@dataclass
 class StartingPoint:
     """Where a run starts: a checkpoint of this run to resume, or one to take weights from, or neither."""
     resume: Optional[Checkpoint] = None
@@ -268,17 +319,17 @@ class TrainingRun:
     """What a run keeps between steps: its folder, log, progress bar, network, trainer and scores."""
 
     def __init__(self, config, spec: ModelSpec, data: TrainingData, net, trainer: SegmentationTrainer,
-                 ctxs, is_main: bool):
+                 ctxs, workers: Workers):
         self.config, self.spec, self.data, self.net, self.trainer, self.ctxs = config, spec, data, net, trainer, ctxs
-        self.is_main = is_main
+        self.workers, self.is_main = workers, workers.is_main
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
-        self.log = RunLog(self.output_dir / "log.jsonl", enabled=is_main)
+        self.log = RunLog(self.output_dir / "log.jsonl", enabled=self.is_main)
         self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
         self.bar = None
         self.window_start, self.window_images, self.smoothed = time.time(), 0, None
 
-    def begin(self, note: str, rank: int, num_workers: int) -> None:
+    def begin(self, note: str) -> None:
         """``config.json``, the log's ``start`` line (worker 0) and the progress bar."""
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -287,7 +338,8 @@ class TrainingRun:
                 print(note)
             self.log.write("start", iteration=self.trainer.iteration, max_iter=self.data.max_iter,
                            iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
-                           worker=rank, workers=num_workers, note=note, model=self.spec.to_dict())
+                           worker=self.workers.rank, workers=self.workers.count, note=note,
+                           model=self.spec.to_dict())
         self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
                         disable=not (self.config.progress and self.is_main))
 
@@ -349,14 +401,14 @@ class TrainingRun:
         text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in self.last_scores.items()}
         self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
 
-    def loader(self, rank: int, num_workers: int):
+    def loader(self):
         from .data.loader import SeededTransformDataset, TrainBatchSampler
 
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
         sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size, config.seed, self.trainer.iteration,
-                                    self.data.max_iter, shard=rank, num_shards=num_workers)
+                                    self.data.max_iter, shard=self.workers.rank, num_shards=self.workers.count)
         return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
 
     def stop(self, signal_name: str) -> None:
@@ -378,16 +430,12 @@ class TrainingRun:
         return summary
 
 
-def prepare_run(config) -> Optional[tuple]:
-    """Everything before the first step: ``(run, start, kvstore rank, workers)``, or None when the run is
-    already finished (said on stdout; nothing in its folder is touched)."""
+def prepare_run(config, workers: Workers) -> Optional[tuple]:
+    """Everything before the first step: ``(run, start)``, or None when the run is already finished
+    (said on stdout; nothing in its folder is touched)."""
     ctxs = parse_devices(config.gpus)
-    kvstore, rank, num_workers = config.kvstore, 0, 1
-    if config.kvstore.startswith("dist"):
-        kvstore = mx.kv.create(config.kvstore)
-        rank, num_workers = kvstore.rank, kvstore.num_workers
     start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
-    data = load_data(config, num_workers)
+    data = load_data(config, workers.count)
     if start.resume is not None and start.resume.iteration >= data.max_iter:
         print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
         return None
@@ -403,8 +451,8 @@ def prepare_run(config) -> Optional[tuple]:
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
                                   aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
-                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps)
-    run = TrainingRun(config, spec, data, net, trainer, ctxs, is_main=rank == 0)
+                                  kvstore=workers.kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps)
+    run = TrainingRun(config, spec, data, net, trainer, ctxs, workers)
     try:
         if start.resume is not None:
             start.resume.load_into(net, trainer.trainer, ctxs, expect=spec)
@@ -417,7 +465,7 @@ def prepare_run(config) -> Optional[tuple]:
         hint = "; pass --load_backbone_only 1 to take its backbone alone" if start.init else \
             "; to start a run of another model from it, pass --init_from with a new --output_dir"
         raise TrainingError(f"{err}{hint}") from None
-    return run, start, rank, num_workers
+    return run, start
 
 
 @contextlib.contextmanager
@@ -448,26 +496,28 @@ def run_training(config) -> dict:
     not fit, a full disk, diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a
     checkpoint saved first).
     """
-    prepared = prepare_run(config)
-    if prepared is None:
-        return {}
-    run, start, rank, num_workers = prepared
-    run.begin(start.note, rank, num_workers)
-    data, trainer = run.data, run.trainer
-    schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
-                                config.lr_steps)
-    with failures_explained(run), stop_requests() as stop:
-        for images, labels in run.loader(rank, num_workers):
-            lr = schedule(trainer.iteration)
-            loss = trainer.train_step(images, labels, lr)
-            it = trainer.iteration
-            run.report(loss, lr, images.shape[0])
-            # only worker 0 validates; the others wait for it at the next gradient reduction
-            if run.is_main and data.val_set is not None and should_validate(
-                    it, data.max_iter, data.iterations_per_epoch, config.val_every):
-                run.validate()
-            if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
-                run.save()
-            if stop.signal is not None:
-                run.stop(signal.Signals(stop.signal).name)
-    return run.end()
+    workers = connect_workers(config.kvstore)
+    with exclusive_run_folder(config.output_dir, workers):
+        prepared = prepare_run(config, workers)
+        if prepared is None:
+            return {}
+        run, start = prepared
+        run.begin(start.note)
+        data, trainer = run.data, run.trainer
+        schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
+                                    config.lr_steps)
+        with failures_explained(run), stop_requests() as stop:
+            for images, labels in run.loader():
+                lr = schedule(trainer.iteration)
+                loss = trainer.train_step(images, labels, lr)
+                it = trainer.iteration
+                run.report(loss, lr, images.shape[0])
+                # only worker 0 validates; the others wait for it at the next gradient reduction
+                if run.is_main and data.val_set is not None and should_validate(
+                        it, data.max_iter, data.iterations_per_epoch, config.val_every):
+                    run.validate()
+                if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
+                    run.save()
+                if stop.signal is not None:
+                    run.stop(signal.Signals(stop.signal).name)
+        return run.end()
