@@ -62,7 +62,8 @@ def flag(help: str, **options) -> dict:
     Options: ``name``, the flag's spelling where it differs from the field's (the original recipe's
     names live here only: ``backbone`` is ``--base_architecture``); ``aliases``; ``choices``; ``parse``,
     text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
-    ``required``.
+    ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
+    must keep it to continue exactly; the job reads this, the parser ignores it).
     """
     return {"help": help, **options}
 

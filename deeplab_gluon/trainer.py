@@ -12,7 +12,7 @@ import math
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -22,7 +22,7 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
-from .cli import JobError
+from .cli import JobError, UsageError
 from .devices import parse_devices
 from .loss import SegmentationLoss, count_valid
 from .models import ModelSpec, build_model
@@ -214,17 +214,22 @@ class StartingPoint:
     resume: Optional[Checkpoint] = None
     init: Optional[Checkpoint] = None
     note: str = "fresh"
+    config_changes: List[str] = field(default_factory=list)  # accepted by --allow_config_change 1
 
 
 def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> StartingPoint:
     """Resolve ``--resume`` (``-1``, ``last``, an epoch number, a file) and ``--init_from`` (a file or a
-    run folder, never an epoch) against this run's ``checkpoint_dir``."""
+    run folder, never an epoch) against this run's ``checkpoint_dir``.
+
+    :class:`UsageError` (exit code 2) when the command cannot start as given: a fresh run into a folder
+    that holds checkpoints, or a checkpoint that is missing or damaged.
+    """
     resume = str(resume).strip()
     try:
         if resume in ("", "-1"):
             if list_checkpoints(checkpoint_dir):
-                raise TrainingError(f"{checkpoint_dir} already holds checkpoints: pass --resume last to continue "
-                                    f"that run, or choose another --output_dir")
+                raise UsageError(f"{checkpoint_dir} already holds checkpoints: pass --resume last to continue "
+                                 f"that run, or choose another --output_dir")
             found, note = None, "fresh"
         elif resume == "last":
             found = Checkpoint.latest(checkpoint_dir)
@@ -233,14 +238,39 @@ def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> Startin
             found, note = Checkpoint.of_epoch(checkpoint_dir, int(resume)), ""
         else:
             found, note = Checkpoint.open(resume), ""
-        if found is not None:
-            return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
-        if init_from:
-            init = Checkpoint.open(init_from)
-            return StartingPoint(init=init, note=f"weights from {init.path}")
-        return StartingPoint(note=note)
     except CheckpointError as err:
-        raise TrainingError(str(err)) from None
+        raise UsageError(f"--resume {resume}: {err}") from None
+    if found is not None:
+        return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
+    if init_from:
+        try:
+            init = Checkpoint.open(init_from)
+        except CheckpointError as err:
+            raise UsageError(f"--init_from: {err}") from None
+        return StartingPoint(init=init, note=f"weights from {init.path}")
+    return StartingPoint(note=note)
+
+
+def resumed_config_changes(config, resumed: Checkpoint) -> List[str]:
+    """The flags (``recipe`` ones: data, model, schedule, seed) in which ``config`` differs from the run
+    that wrote ``resumed``; :class:`UsageError` naming each, unless ``--allow_config_change 1``.
+
+    A resumed run that keeps them continues exactly as an uninterrupted run would; one that changes
+    them (e.g. the learning rate) rebuilds its schedule mid-run, and its record would no longer
+    describe its first part.
+    """
+    saved = resumed.meta.get("config")
+    if not isinstance(saved, dict):
+        if config.allow_config_change:
+            return ["(the checkpoint records no training config)"]
+        raise UsageError(f"--resume: {resumed.path} records no training config, so its flags cannot be compared "
+                         f"with these; pass --allow_config_change 1 to resume from it anyway")
+    changes = config.recipe_changes(saved)
+    if changes and not config.allow_config_change:
+        raise UsageError(f"--resume: {resumed.path} was trained with other settings: {', '.join(changes)}; a resumed "
+                         f"run keeps them to continue exactly: pass --allow_config_change 1 to change them anyway, "
+                         f"or start a new run from its weights with --init_from and another --output_dir")
+    return changes
 
 
 @dataclass
@@ -329,17 +359,25 @@ class TrainingRun:
         self.bar = None
         self.window_start, self.window_images, self.smoothed = time.time(), 0, None
 
-    def begin(self, note: str) -> None:
-        """``config.json``, the log's ``start`` line (worker 0) and the progress bar."""
+    def begin(self, start: StartingPoint) -> None:
+        """The segment's config file, the log's ``start`` line (worker 0) and the progress bar.
+
+        Every segment's flags are kept: a fresh run writes ``config.json``, each resume
+        ``config-resume-<iteration>.json`` beside it (``config.json`` stays the first segment's).
+        """
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-            if note.startswith("--resume last"):
-                print(note)
-            self.log.write("start", iteration=self.trainer.iteration, max_iter=self.data.max_iter,
+            it = self.trainer.iteration
+            name = "config.json" if start.resume is None else f"config-resume-{it:07d}.json"
+            (self.output_dir / name).write_text(json.dumps(self.config.to_dict(), indent=1))
+            if start.note.startswith("--resume last"):
+                print(start.note)
+            if start.config_changes:
+                print(f"--allow_config_change 1: resuming at iteration {it} with {', '.join(start.config_changes)}")
+            self.log.write("start", iteration=it, max_iter=self.data.max_iter,
                            iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
-                           worker=self.workers.rank, workers=self.workers.count, note=note,
-                           model=self.spec.to_dict())
+                           worker=self.workers.rank, workers=self.workers.count, note=start.note,
+                           config_changes=start.config_changes, config_file=name, model=self.spec.to_dict())
         self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
                         disable=not (self.config.progress and self.is_main))
 
@@ -435,6 +473,8 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
     (said on stdout; nothing in its folder is touched)."""
     ctxs = parse_devices(config.gpus)
     start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
+    if start.resume is not None:
+        start.config_changes = resumed_config_changes(config, start.resume)
     data = load_data(config, workers.count)
     if start.resume is not None and start.resume.iteration >= data.max_iter:
         print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
@@ -461,10 +501,10 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
             run.best_miou = -1.0 if best is None else float(best)
         elif start.init is not None:
             start.init.load_into(net, None, ctxs, expect=spec, backbone_only=config.load_backbone_only)
-    except CheckpointError as err:
+    except CheckpointError as err:  # it does not fit the model these flags describe: a usage error
         hint = "; pass --load_backbone_only 1 to take its backbone alone" if start.init else \
             "; to start a run of another model from it, pass --init_from with a new --output_dir"
-        raise TrainingError(f"{err}{hint}") from None
+        raise UsageError(f"{'--init_from' if start.init else '--resume'}: {err}{hint}") from None
     return run, start
 
 
@@ -502,7 +542,7 @@ def run_training(config) -> dict:
         if prepared is None:
             return {}
         run, start = prepared
-        run.begin(start.note)
+        run.begin(start)
         data, trainer = run.data, run.trainer
         schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
                                     config.lr_steps)
