@@ -21,14 +21,19 @@ from typing import List, Optional
 
 import mxnet as mx
 
+from .cli import JobError
 from .models.spec import ModelSpec
 
 SUFFIX = ".ckpt"
 _NAME = re.compile(r"iter-(\d+)\.ckpt$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, read or applied; the message says which file and why."""
+class CheckpointError(JobError):
+    """A checkpoint cannot be written, read or applied; the message says which file and why.
+
+    A job failure (exit code 1) when met during the work; the command lines turn one met before the
+    work (``--checkpoint``, ``--init_from``, ``--resume``) into a usage error.
+    """
 
 
 def checkpoint_name(iteration: int) -> str:
