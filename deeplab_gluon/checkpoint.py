@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import mxnet as mx
+import numpy as np
 
 from .cli import JobError
 from .models.spec import ModelSpec
@@ -140,6 +141,7 @@ class Checkpoint:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(path, net, trainer)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=path.parent))
         partial = path.with_name(f".{path.name}.partial")
         try:
@@ -223,6 +225,30 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: backbone.{name} has shape {backbone[name].shape}, "
                                       f"this model has {param.shape}")
             param._load_init(backbone[name], ctx)
+
+
+def estimated_size(net: mx.gluon.Block, trainer: Optional[mx.gluon.Trainer]) -> int:
+    """Bytes a checkpoint of ``net`` takes: its parameters, and as much again for the optimizer's state
+    (SGD momentum) of those that learn."""
+    size = 0
+    for param in net.collect_params().values():
+        if param._data is None:  # not initialised yet: nothing to save
+            continue
+        data = param.data()
+        nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+        size += nbytes * (2 if trainer is not None and param.grad_req != "null" else 1)
+    return size + (1 << 20)  # meta.json and the archive's own records
+
+
+def check_free_space(path: Path, net: mx.gluon.Block, trainer: Optional[mx.gluon.Trainer]) -> None:
+    """:class:`CheckpointError` when ``path``'s folder cannot hold a checkpoint's write: the staging files
+    and the archive made from them, about twice the checkpoint's size."""
+    needed = 2 * estimated_size(net, trainer)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise CheckpointError(f"not enough free space for checkpoint {path}: writing it needs about "
+                              f"{needed / 2**20:.0f} MiB, {path.parent} has {free / 2**20:.0f} MiB free; "
+                              f"the previous checkpoint files are intact")
 
 
 def load_model(path, ctx=None, output_stride: Optional[int] = None):

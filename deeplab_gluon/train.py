@@ -101,7 +101,7 @@ class TrainConfig:
     max_iter: int = field(default=0, metadata=flag(
         "total iterations (0: --train_epochs decides)", group=OPTIMISATION, recipe=True))
     train_epochs: int = field(default=0, metadata=flag(
-        "epochs, used when --max_iter is 0", group=OPTIMISATION, recipe=True))
+        "epochs, used when --max_iter is 0 (ignored, with a note, when both are given)", group=OPTIMISATION, recipe=True))
 
     gpus: str = field(default="", metadata=flag(
         "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts", group=DEVICES))
@@ -285,6 +285,9 @@ def train(config: TrainConfig) -> int:
     backbone = canonical_backbone(config.backbone)
     if backbone.endswith("_v2") and "v2" not in config.backbone.lower():  # "resnet101": v1 or v2?
         print(f"--base_architecture {config.backbone} is read as {backbone} (ResNet-v2)")
+    if config.max_iter > 0 and config.train_epochs > 0:  # the original recipe had both flags
+        print(f"--max_iter {config.max_iter} sets the length of training; --train_epochs {config.train_epochs} "
+              f"is ignored")
     summary = run_training(config)
     final = summary.get("final")
     if final and final.get("mIoU") is not None:
