@@ -87,6 +87,7 @@ class Checkpoint:
             raise CheckpointError(f"no checkpoint at {path}")
         if not found.meta.get("model"):
             raise CheckpointError(f"{found.path} does not describe its model (no 'model' in meta.json)")
+        found.spec  # a description this version cannot build is refused here, before any work
         return found
 
     @classmethod

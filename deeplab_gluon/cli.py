@@ -105,10 +105,22 @@ def parse_scales(text: str) -> Tuple[float, ...]:
     return scales
 
 
+def parse_path(text: str) -> Path:
+    """A file or folder name; refuses an empty one (``Path("")`` would quietly be the working folder)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
+
+
+parse_path.__name__ = "path"  # argparse names the type in its error message
+
+
 def _parser_for(annotation) -> Tuple[Callable, dict]:
     """(type, extra add_argument keywords) for a field's annotation."""
     annotation = _unoptional(annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Path:
+        return parse_path, {}
     if annotation is bool:
         return parse_bool, {"nargs": "?", "const": True, "metavar": "0|1"}
     if origin in (tuple, typing.Tuple) and len(args) == 2 and args[1] is Ellipsis:

@@ -101,7 +101,8 @@ class TrainConfig:
     max_iter: int = field(default=0, metadata=flag(
         "total iterations (0: --train_epochs decides)", group=OPTIMISATION, recipe=True))
     train_epochs: int = field(default=0, metadata=flag(
-        "epochs, used when --max_iter is 0 (ignored, with a note, when both are given)", group=OPTIMISATION, recipe=True))
+        "epochs, used when --max_iter is 0 (ignored, with a note, when both are given)",
+        group=OPTIMISATION, recipe=True))
 
     gpus: str = field(default="", metadata=flag(
         "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts", group=DEVICES))
@@ -208,12 +209,16 @@ class TrainConfig:
               "--val_every and --checkpoint_every must be >= 0 and --log_every >= 1")
         check(self.keep_checkpoints >= 1, f"--keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         check(self.max_bad_steps >= 1, f"--max_bad_steps must be at least 1, got {self.max_bad_steps}")
+        check(0 <= self.seed < 2 ** 32, f"--seed must be in 0..{2 ** 32 - 1}, got {self.seed}")
         check(all(rate >= 1 for rate in self.multi_grid), f"--multi_grid rates must be >= 1, got {self.multi_grid}")
         check(not (self.syncbn and self.freeze_bn), "--syncbn and --freeze_batch_norm 1 exclude each other")
         check(not (self.load_backbone_only and not self.init_from),
               "--load_backbone_only 1 applies to --init_from (a resumed run continues with all its weights); "
               "to start from this run's backbone, pass --init_from <its folder> with a new --output_dir")
-        problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
+        if not self.output_dir.strip():
+            problems.append("--output_dir cannot be empty")
+        else:
+            problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
         if self.dataset != "toy":
             check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
         if self.pretrained_backbone:

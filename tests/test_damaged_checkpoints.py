@@ -45,8 +45,8 @@ def test_resume_last_falls_back_past_a_bit_flipped_newest_checkpoint(damaged_run
     checkpoints = damaged_run / "run" / "checkpoints"
     start = starting_point("last", "", checkpoints)
     assert start.resume.iteration == 3
-    assert capsys.readouterr().err == (f"warning: skipped checkpoint iter-0000006.ckpt: {checkpoints / 'iter-0000006.ckpt'}"
-                                       f" is damaged: net.params fails its checksum\n")
+    assert capsys.readouterr().err == (f"warning: skipped checkpoint iter-0000006.ckpt: "
+                                       f"{checkpoints / 'iter-0000006.ckpt'} is damaged: net.params fails its checksum\n")
 
 
 @pytest.mark.parametrize("job, argv", [
