@@ -6,7 +6,7 @@
 #   then:    single-scale evaluation of the final model on val at output stride 8
 #
 # Every value below can be set in the environment or as NAME=VALUE arguments:
-#   ./sh_train.sh GPUS=0,1 HEAD=2 ARCH=resnet_v2_50 DATA_DIR=/data/VOCdevkit_aug
+#   ./sh_train.sh GPUS=0,1 HEAD=2 DECODER=1 ARCH=resnet_v2_50 DATA_DIR=/data/VOCdevkit_aug
 # Arguments after "--" go to both phases' train.py, e.g. -- --syncbn 1
 #   ./sh_train.sh --demo   the same two phases at toy scale on the CPU (what `make demo` runs)
 set -euo pipefail
@@ -26,30 +26,38 @@ while [ $# -gt 0 ]; do
 done
 
 PYTHON=${PYTHON:-python}
+HEAD=${HEAD:-1}            # --aspp_or_vortex: 1 ASPP, 2 Vortex Pooling
+DECODER=${DECODER:-0}      # --decoder: 1 adds the DeepLabV3+ decoder
+# each model its own default folder: a finished phase 1 of another model would otherwise be reused
+MODEL_SUFFIX=$( { [ "$HEAD" = 2 ] && printf _vortex; [ "$DECODER" = 1 ] && printf _decoder; } || true)
 if [ "$DEMO" = 1 ]; then
   # Toy scale: synthetic shapes, ResNet-18-v2 from scratch, small crops, a few minutes on 2 CPU cores.
   DATASET=${DATASET:-toy}; DATA_DIR=${DATA_DIR:-data/toy}; ARCH=${ARCH:-resnet_v2_18}; GPUS=${GPUS:--1}
   TRAIN_SPLIT=${TRAIN_SPLIT:-train}; CROP=${CROP:-96}; PRETRAINED=${PRETRAINED:-}
   PHASE1_ITERS=${PHASE1_ITERS:-700}; PHASE1_BATCH=${PHASE1_BATCH:-8}; PHASE1_LR=${PHASE1_LR:-0.05}
   PHASE2_ITERS=${PHASE2_ITERS:-200}; PHASE2_BATCH=${PHASE2_BATCH:-8}; PHASE2_LR=${PHASE2_LR:-0.005}
-  WORKERS=${WORKERS:-1}; OUT=${OUT:-runs/demo}; VAL_EVERY=${VAL_EVERY:-0}
+  WORKERS=${WORKERS:-1}; OUT=${OUT:-runs/demo$MODEL_SUFFIX}; VAL_EVERY=${VAL_EVERY:-0}
   SCALE_RANGE=${SCALE_RANGE:-0.75,1.25}  # the toy's objects already vary in size; milder rescaling learns faster
 else
   DATASET=${DATASET:-voc}; DATA_DIR=${DATA_DIR:-VOCdevkit_aug}; ARCH=${ARCH:-resnet_v2_101}; GPUS=${GPUS:-0,1,2,3}
   TRAIN_SPLIT=${TRAIN_SPLIT:-train_aug}; CROP=${CROP:-513}
-  PRETRAINED=${PRETRAINED:-$(ls pretrained/resnet${ARCH##*_}_v2-*.params 2>/dev/null | head -n 1 || true)}
+  case "$ARCH" in  # the zoo file's name: Gluon's resnet101_v2-*, gluoncv's resnet101_v1s-*, xception-* ...
+    resnet_v2_*) ZOO_NAME=resnet${ARCH##*_}_v2 ;;
+    xception65) ZOO_NAME=xception ;;
+    *) ZOO_NAME=$ARCH ;;
+  esac
+  PRETRAINED=${PRETRAINED:-$(ls pretrained/"$ZOO_NAME"-*.params 2>/dev/null | head -n 1 || true)}
   PHASE1_ITERS=${PHASE1_ITERS:-30000}; PHASE1_BATCH=${PHASE1_BATCH:-16}; PHASE1_LR=${PHASE1_LR:-7e-3}
   PHASE2_ITERS=${PHASE2_ITERS:-30000}; PHASE2_BATCH=${PHASE2_BATCH:-8}; PHASE2_LR=${PHASE2_LR:-1e-3}
-  WORKERS=${WORKERS:-4}; OUT=${OUT:-runs/voc}; VAL_EVERY=${VAL_EVERY:-5}
+  WORKERS=${WORKERS:-4}; OUT=${OUT:-runs/voc$MODEL_SUFFIX}; VAL_EVERY=${VAL_EVERY:-5}
   SCALE_RANGE=${SCALE_RANGE:-0.5,2.0}    # the paper's
 fi
-HEAD=${HEAD:-1}            # --aspp_or_vortex: 1 ASPP, 2 Vortex Pooling
 VAL_SPLIT=${VAL_SPLIT:-val}
 RESUME=${RESUME:-last}     # each phase continues where it stopped, if it has checkpoints
 
 common=(--dataset "$DATASET" --data_dir "$DATA_DIR" --train_split "$TRAIN_SPLIT" --val_split "$VAL_SPLIT"
-        --base_architecture "$ARCH" --aspp_or_vortex "$HEAD" --gpus "$GPUS" --crop_size "$CROP" --scale_range "$SCALE_RANGE"
-        --num_workers "$WORKERS" --val_every "$VAL_EVERY")
+        --base_architecture "$ARCH" --aspp_or_vortex "$HEAD" --decoder "$DECODER" --gpus "$GPUS" --crop_size "$CROP"
+        --scale_range "$SCALE_RANGE" --num_workers "$WORKERS" --val_every "$VAL_EVERY")
 
 resume_flag() {  # continue a phase that has checkpoints; start it fresh otherwise
   if ls "$1"/checkpoints/iter-*.ckpt >/dev/null 2>&1; then echo "$RESUME"; else echo -1; fi

@@ -276,7 +276,9 @@ def count_macs(block: mx.gluon.HybridBlock, input_shape: Sequence[int], input_na
     contributes ``output elements x (weight elements per output channel)``: a KxK conv from C_in/groups
     channels costs ``K*K*C_in/groups`` MACs per output value, whatever its stride or dilation.
     Pooling, BatchNorm, element-wise ops and resizing are not counted (they are memory-bound and a
-    small share of the arithmetic). Returns ``{"total": int, "by_op": {op: macs}, "layers": n}``.
+    small share of the arithmetic). Returns ``{"total": int, "by_op": {op: macs}, "layers": n,
+    "by_layer": {node name: macs}}``; node names start with their block's prefix, so
+    :func:`sum_by_prefix` splits the total by part of the network.
     """
     data = mx.sym.var(input_name)
     out = block(data)
@@ -286,7 +288,7 @@ def count_macs(block: mx.gluon.HybridBlock, input_shape: Sequence[int], input_na
     arg_shape = dict(zip(internals.list_arguments(), arg_shapes))
     out_shape = dict(zip(internals.list_outputs(), out_shapes))
     nodes = json.loads(sym.tojson())["nodes"]
-    total, by_op, layers = 0, {}, 0
+    total, by_op, by_layer, layers = 0, {}, {}, 0
     for node in nodes:
         if node["op"] not in ("Convolution", "Deconvolution", "FullyConnected"):
             continue
@@ -302,8 +304,39 @@ def count_macs(block: mx.gluon.HybridBlock, input_shape: Sequence[int], input_na
             macs = _prod(output) * per_output
         total += macs
         by_op[node["op"]] = by_op.get(node["op"], 0) + macs
+        by_layer[node["name"]] = int(macs)
         layers += 1
-    return {"total": int(total), "by_op": by_op, "layers": layers}
+    return {"total": int(total), "by_op": by_op, "layers": layers, "by_layer": by_layer}
+
+
+def count_params(block: mx.gluon.HybridBlock, input_shape: Sequence[int], input_name: str = "data") -> dict:
+    """Learnable parameters of ``block`` (weights, biases, BatchNorm gamma/beta; not the running
+    mean/variance), from the traced graph's inferred shapes: the block need not be initialised,
+    and layers whose input channels are inferred get their real shapes. Parameters the forward
+    pass does not use are not counted. Returns ``{"total": int, "by_name": {name: count}}``."""
+    data = mx.sym.var(input_name)
+    out = block(data)
+    sym = mx.sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+    arg_shapes, _, _ = sym.infer_shape_partial(**{input_name: tuple(input_shape)})
+    by_name = {}
+    for name, shape in zip(sym.list_arguments(), arg_shapes):
+        if name == input_name:
+            continue
+        if not shape or 0 in shape:
+            raise ValueError(f"cannot infer the shape of {name} for input {tuple(input_shape)}")
+        by_name[name] = _prod(shape)
+    return {"total": int(sum(by_name.values())), "by_name": by_name}
+
+
+def sum_by_prefix(values: Dict[str, int], prefixes: Dict[str, str], rest: str = "other") -> Dict[str, int]:
+    """Add up ``{name: value}`` by the first of ``prefixes`` (``{part: name prefix}``) each name
+    starts with, e.g. a network's MACs by ``{"backbone": net.backbone.prefix, ...}``; names with
+    none of them go to ``rest``. Every part is in the result, 0 when nothing matched."""
+    sums = {part: 0 for part in prefixes}
+    for name, value in values.items():
+        part = next((part for part, prefix in prefixes.items() if name.startswith(prefix)), rest)
+        sums[part] = sums.get(part, 0) + value
+    return sums
 
 
 def _prod(values: Iterable[int]) -> int:

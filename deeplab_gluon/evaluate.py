@@ -32,16 +32,14 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint
 from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
-from .data import DATASETS
+from .data import DATASETS, NAMED_CLASSES, read_class_list
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES
 from .data.palette import VOC_CLASSES, read_label
-from .data.toy import TOY_CLASSES
 from .metrics import ConfusionMatrix
 from .models.spec import OUTPUT_STRIDES
 
 PROG = "evaluate"
-NAMED_CLASS_LISTS = {"voc": VOC_CLASSES, "toy": TOY_CLASSES}
 FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
 CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
 
@@ -80,7 +78,8 @@ class EvaluateConfig:
     num_classes: Optional[int] = field(default=None, metadata=flag(
         "default: number of --classes names, else 21", group=FOLDER_MODE))
     classes: Optional[str] = field(default=None, metadata=flag(
-        "voc, toy, or a file with one class name per line", group=FOLDER_MODE))
+        "a dataset's classes (voc, toy, cityscapes, ade20k) or a class list file (name [r g b] a line)",
+        group=FOLDER_MODE))
     ids_file: Optional[Path] = field(default=None, metadata=flag(
         "score only the ids listed (one per line); default: every ground-truth file", group=FOLDER_MODE))
     ignore_label: Optional[int] = field(default=None, metadata=flag(
@@ -190,17 +189,18 @@ def score_folders(pred_dir, gt_dir, num_classes: int, ignore_label: int = 255, i
 
 
 def resolve_class_names(spec: Optional[str], num_classes: Optional[int]) -> List[str]:
-    """Class names from ``voc``, ``toy``, a file with one name per line, or ``class0..`` when None."""
+    """Class names from a dataset's name (``voc``, ``cityscapes``...), a class list file (``name [r g b]`` a line,
+    as a folder dataset's ``classes.txt``), or ``class0..`` when None."""
     if spec is None:
         count = 21 if num_classes is None else num_classes
         return list(VOC_CLASSES) if count == len(VOC_CLASSES) else [f"class{i}" for i in range(count)]
-    if spec in NAMED_CLASS_LISTS:
-        names = list(NAMED_CLASS_LISTS[spec])
+    if spec in NAMED_CLASSES:
+        names = list(NAMED_CLASSES[spec])
     else:
         path = Path(spec)
         if not path.is_file():
-            raise DataError(f"--classes is neither {' nor '.join(NAMED_CLASS_LISTS)} nor a file: {path}")
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            raise DataError(f"--classes is neither a dataset ({', '.join(NAMED_CLASSES)}) nor a file: {path}")
+        names = read_class_list(path)[0]
     if num_classes is not None and num_classes != len(names):
         raise DataError(f"--num_classes {num_classes} but --classes {spec} has {len(names)} names")
     return names

@@ -192,7 +192,7 @@ def run_export(config: ExportConfig) -> int:
         meta_file = config.output_dir / f"{name}-meta.json"
         meta_file.write_text(json.dumps({
             "checkpoint": str(checkpoint.path), "iteration": checkpoint.iteration, "model": spec.to_dict(),
-            "output_stride": spec.output_stride, "classes": checkpoint.classes,
+            "output_stride": spec.output_stride, "classes": checkpoint.classes, "palette": checkpoint.meta.get("palette"),
             "ignore_label": checkpoint.meta.get("ignore_label"),
             "input": {"name": INPUT_NAME, "layout": "NCHW", "channels": "RGB",
                       "normalisation": "(pixel / 255 - mean) / std", "mean": list(IMAGENET_MEAN),

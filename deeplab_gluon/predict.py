@@ -7,7 +7,7 @@
 line: an image path, absolute or relative to the list's folder, or a VOC id, read as
 ``<list folder>/../../JPEGImages/<id>.jpg``). For every image, in --output_dir:
 
-  <stem>.png          class indices as a palette PNG (VOC colours), the image's size
+  <stem>.png          class indices as a palette PNG (the dataset's colours), the image's size
   <stem>_overlay.jpg  the colour mask blended on the image (--overlay_alpha)
   <stem>_probs.npy    with --save_probs: class probabilities, float16 (C, H, W)
   <stem>_compare.png  with --compare_gt DIR: image | prediction | ground truth (DIR/<stem>.png)
@@ -176,18 +176,19 @@ def ground_truth_files(images: Sequence[Path], folder: Path) -> Dict[str, Path]:
 
 def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.ndarray,
                   probs: Optional[np.ndarray], classes: Sequence[str], alpha: float,
-                  ground_truth: Optional[np.ndarray] = None) -> None:
-    """The files of one image: ``image`` (H, W, 3) uint8 RGB, ``labels`` (H, W), ``probs`` (C, H, W) or None."""
+                  ground_truth: Optional[np.ndarray] = None, palette: Optional[np.ndarray] = None) -> None:
+    """The files of one image: ``image`` (H, W, 3) uint8 RGB, ``labels`` (H, W), ``probs`` (C, H, W) or None;
+    ``palette`` (256, 3) the dataset's colours (VOC's by default)."""
     from .data import save_index_png, write_image
     from .visualize import overlay, side_by_side
 
-    save_index_png(output_dir / f"{stem}.png", labels.astype(np.uint8))
+    save_index_png(output_dir / f"{stem}.png", labels.astype(np.uint8), palette)
     background = 0 if classes and classes[0] == "background" else None  # black in VOC colours: leave it
-    write_image(output_dir / f"{stem}_overlay.jpg", overlay(image, labels, alpha, keep_class=background))
+    write_image(output_dir / f"{stem}_overlay.jpg", overlay(image, labels, alpha, palette, keep_class=background))
     if probs is not None:
         np.save(output_dir / f"{stem}_probs.npy", probs.astype(np.float16))
     if ground_truth is not None:
-        side_by_side(image, labels, ground_truth, classes, path=output_dir / f"{stem}_compare.png")
+        side_by_side(image, labels, ground_truth, classes, path=output_dir / f"{stem}_compare.png", palette=palette)
 
 
 def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
@@ -195,12 +196,14 @@ def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
     or with ``--strict 1`` stops the run (:class:`JobError`)."""
     from tqdm import tqdm
 
+    from .data import checkpoint_palette
     from .devices import parse_devices
 
     ctxs = parse_devices(config.gpus)
     net = plan.checkpoint.load(ctxs, output_stride=config.output_stride)
     images = plan.images
     failed: List[str] = []
+    palette = checkpoint_palette(plan.checkpoint.meta)
     config.output_dir.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(images), desc="predict", unit="img", disable=not config.progress, dynamic_ncols=True) as bar:
         for start in range(0, len(images), len(ctxs)):
@@ -213,7 +216,7 @@ def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
                     if config.strict:
                         raise JobError(f"{err} (without --strict 1 the other images are predicted)") from None
                     failed.append(str(err))
-            predict_group(net, readable, ctxs, config, plan.checkpoint.classes)
+            predict_group(net, readable, ctxs, config, plan.checkpoint.classes, palette)
             bar.update(len(group))
     done = len(images) - len(failed)
     print(f"wrote predictions of {done} image{'s' if done != 1 else ''} to {config.output_dir}")
@@ -237,7 +240,8 @@ def read_inputs(path: Path, plan: PredictionPlan) -> Tuple[Path, np.ndarray, Opt
     return path, picture, truth
 
 
-def predict_group(net, inputs, ctxs, config: PredictConfig, classes: Sequence[str]) -> None:
+def predict_group(net, inputs, ctxs, config: PredictConfig, classes: Sequence[str],
+                  palette: Optional[np.ndarray] = None) -> None:
     """Predict up to one image per context, all queued before any result is read (so the contexts run
     together), and write each one's files."""
     from .inference import class_map, image_to_batch, predict_labels, predict_probs
@@ -252,7 +256,7 @@ def predict_group(net, inputs, ctxs, config: PredictConfig, classes: Sequence[st
             results.append((predict_labels(net, batch, config.scales, config.flip), None))
     for (path, picture, truth), (labels, probs) in zip(inputs, results):
         write_outputs(config.output_dir, path.stem, picture, labels.asnumpy(),
-                      None if probs is None else probs.asnumpy(), classes, config.overlay_alpha, truth)
+                      None if probs is None else probs.asnumpy(), classes, config.overlay_alpha, truth, palette)
 
 
 # ------------------------------------------------------------------------------------------ command line

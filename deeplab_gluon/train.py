@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .cli import flag, output_problem, run_job
-from .data import DATASETS, TRAIN_SPLITS, dataset_classes
-from .models.spec import HEADS, OUTPUT_STRIDES, VORTEX_MODULES
+from .data import ALL_IMAGES, DATASETS, TRAIN_SPLITS, dataset_classes
+from .models.spec import DILATION_RULES, HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
 LR_POLICIES = ("poly", "step")
@@ -43,14 +43,17 @@ class TrainConfig:
         choices=DATASETS, group=DATA, recipe=True))
     data_dir: str = field(default="VOCdevkit_aug", metadata=flag("dataset root", group=DATA))
     train_split: str = field(default="", metadata=flag(
-        "split to train on; default: the dataset's own (VOC: train_aug, toy and folder: train)",
-        group=DATA, recipe=True))
-    val_split: str = field(default="val", metadata=flag("split to validate on", group=DATA))
+        "split to train on: a split name, a .txt list (ids, or 'image label' pairs; a leading / is relative to "
+        "--data_dir), or 'all' (folder: every image in images/); default: the dataset's own (VOC: train_aug; "
+        "folder: train if train.txt exists, else all; others: train)", group=DATA, recipe=True))
+    val_split: str = field(default="val", metadata=flag(
+        "split to validate on, as --train_split; 'none' (or '') trains without validation", group=DATA))
     num_classes: int = field(default=0, metadata=flag(
         "number of classes; 0 takes the dataset's own", group=DATA, recipe=True))
     ignore_label: int = field(default=255, metadata=flag(
         "label value that marks pixels to ignore", group=DATA, recipe=True))
-    crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA, recipe=True))
+    crop_size: int = field(default=513, metadata=flag(
+        "training crop side in pixels", group=DATA, recipe=True))
     scale_range: Tuple[float, ...] = field(default=(0.5, 2.0), metadata=flag(
         "random rescaling of training images before the crop: min,max", group=DATA, recipe=True))
     num_workers: int = field(default=2, metadata=flag("data loading processes", group=DATA))
@@ -58,11 +61,11 @@ class TrainConfig:
         "log an unreadable sample once and go on instead of stopping", group=DATA))
 
     backbone: str = field(default="resnet101_v2", metadata=flag(
-        "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted)", name="base_architecture",
-        group=MODEL, recipe=True))
+        "resnet_v2_{18,34,50,101,152} (resnet50_v2 spelling accepted), resnet{18,34,50,101,152}_v1b, "
+        "resnet{50,101,152}_v1s, mobilenetv2_1.0 or xception65", name="base_architecture", group=MODEL, recipe=True))
     pretrained_backbone: str = field(default="", metadata=flag(
-        "model-zoo resnetXX_v2 .params file for the backbone (ImageNet weights)", name="pre_trained_model",
-        group=MODEL))
+        "the backbone's ImageNet model-zoo .params file (Gluon's resnetXX_v2, gluoncv's resnetXX_v1b/v1s, "
+        "mobilenetv2_1.0, xception)", name="pre_trained_model", group=MODEL))
     output_stride: int = field(default=16, metadata=flag(
         "8, 16 or 32", choices=OUTPUT_STRIDES, group=MODEL, recipe=True))
     head: str = field(default="aspp", metadata=flag(
@@ -73,8 +76,19 @@ class TrainConfig:
         group=MODEL, recipe=True))
     multi_grid: Tuple[int, ...] = field(default=(), metadata=flag(
         "unit rates of the last stage's blocks, e.g. 1,2,4", group=MODEL, recipe=True))
-    aux: bool = field(default=False, metadata=flag("add the auxiliary FCN head on stage 3", group=MODEL, recipe=True))
-    aux_weight: float = field(default=0.4, metadata=flag("weight of the auxiliary loss", group=MODEL, recipe=True))
+    aux: bool = field(default=False, metadata=flag(
+        "add the auxiliary FCN head on stage 3", group=MODEL, recipe=True))
+    decoder: bool = field(default=False, metadata=flag(
+        "1: DeepLabV3+ decoder, refining the head's output with the backbone's stride-4 features",
+        group=MODEL, recipe=True))
+    head_variant: str = field(default="deeplab", metadata=flag(
+        "deeplab: the head's branches fused by a 1x1 conv; gluoncv: a 1x1 then a 3x3 conv, as gluoncv's DeepLabV3 "
+        "(a converted gluoncv checkpoint, see convert_gluoncv)", choices=HEAD_VARIANTS, group=MODEL, recipe=True))
+    dilation_rule: str = field(default="uniform", metadata=flag(
+        "uniform: every 3x3 conv of a dilated stage at its rate; gluoncv: the first block at half the rate, "
+        "as gluoncv's dilated ResNet-v1b/v1s", choices=DILATION_RULES, group=MODEL, recipe=True))
+    aux_weight: float = field(default=0.4, metadata=flag(
+        "weight of the auxiliary loss", group=MODEL, recipe=True))
     freeze_bn: bool = field(default=False, metadata=flag(
         "1: BatchNorm uses stored statistics and gamma/beta do not learn", name="freeze_batch_norm",
         group=MODEL, recipe=True))
@@ -85,15 +99,22 @@ class TrainConfig:
         "with --init_from: take only the backbone's weights (e.g. for another class count)", group=MODEL))
 
     batch_size: int = field(default=16, metadata=flag(
-        "images per iteration over all devices of this worker", group=OPTIMISATION, recipe=True))
+        "images per forward/backward pass over all devices of this worker", group=OPTIMISATION, recipe=True))
+    iter_size: int = field(default=1, metadata=flag(
+        "passes whose gradients add up before each update (the DeepLab-ResNet repo's --grad-update-every): "
+        "an update sees batch_size * iter_size images", group=OPTIMISATION, recipe=True))
     learning_rate: float = field(default=7e-3, metadata=flag(
         "base learning rate", name="initial_learning_rate", group=OPTIMISATION, recipe=True))
     lr_policy: str = field(default="poly", metadata=flag(
         "poly: lr*(1-it/max_iter)^power; step: lr/10 at --lr_steps fractions of max_iter", choices=LR_POLICIES,
         group=OPTIMISATION, recipe=True))
-    lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION, recipe=True))
+    lr_power: float = field(default=0.9, metadata=flag(
+        "power of the poly policy", group=OPTIMISATION, recipe=True))
     lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
         "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION, recipe=True))
+    class_weights: str = field(default="", metadata=flag(
+        "auto: ENet weights 1/ln(1.02 + p_c) from the training labels' class frequencies (counted once, cached "
+        "next to the data); or a file with one weight per class; empty: unweighted", group=OPTIMISATION, recipe=True))
     head_lr_mult: float = field(default=1.0, metadata=flag(
         "learning-rate multiplier for the heads (e.g. 10)", group=OPTIMISATION, recipe=True))
     momentum: float = field(default=0.9, metadata=flag("SGD momentum", group=OPTIMISATION, recipe=True))
@@ -119,6 +140,10 @@ class TrainConfig:
         "with --resume: accept flags that differ from the resumed run's (data, model, schedule, seed), "
         "which breaks its exact continuation", group=RUN))
     val_every: int = field(default=1, metadata=flag("validate every N epochs (0: only at the end)", group=RUN))
+    val_every_iter: int = field(default=0, metadata=flag(
+        "validate every N iterations instead (0: --val_every decides)", group=RUN))
+    val_limit: int = field(default=0, metadata=flag(
+        "validate on the first N images of the split only (0: all), for a quick check", group=RUN))
     log_every: int = field(default=10, metadata=flag("iterations between log lines", group=RUN))
     checkpoint_every: int = field(default=0, metadata=flag(
         "iterations between checkpoints (0: at the end of each epoch)", group=RUN))
@@ -134,8 +159,13 @@ class TrainConfig:
 
     @property
     def training_split(self) -> str:
-        """``train_split``, or the dataset's own training split when it is not given."""
-        return self.train_split or TRAIN_SPLITS[self.dataset]
+        """``train_split``, or the dataset's own training split when it is not given (a folder dataset
+        without ``train.txt``: ``all`` its images)."""
+        if self.train_split:
+            return self.train_split
+        if self.dataset == "folder" and not (Path(self.data_dir) / "train.txt").is_file():
+            return ALL_IMAGES
+        return TRAIN_SPLITS[self.dataset]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -162,7 +192,7 @@ class TrainConfig:
     def problems(self) -> List[str]:
         """Every problem that can be seen before any work starts, as one-line messages."""
         from .devices import parse_devices
-        from .models.backbones import canonical_backbone
+        from .models.backbones import canonical_backbone, check_dilation_rule
 
         problems = []
 
@@ -171,9 +201,14 @@ class TrainConfig:
                 problems.append(message)
 
         try:
-            canonical_backbone(self.backbone)
+            backbone = canonical_backbone(self.backbone)
         except ValueError as err:
             problems.append(f"--base_architecture: {err}")
+        else:
+            try:
+                check_dilation_rule(backbone, self.dilation_rule)
+            except ValueError as err:
+                problems.append(f"--dilation_rule: {err}")
         try:
             devices = parse_devices(self.gpus)
         except ValueError as err:
@@ -181,9 +216,14 @@ class TrainConfig:
             devices = []
         check(self.batch_size >= max(1, len(devices)),
               f"--batch_size {self.batch_size} must be at least the number of devices ({len(devices)})")
+        check(self.iter_size >= 1, f"--iter_size must be at least 1, got {self.iter_size}")
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
+        if self.dataset == "folder" and not self.num_classes:
+            check((Path(self.data_dir) / "classes.txt").is_file(),
+                  f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
+                  f"(one class name a line, optionally with its r g b colour)")
         known = dataset_classes(self.dataset)
         if known and 0 < self.num_classes < len(known):
             problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "
@@ -205,8 +245,9 @@ class TrainConfig:
         check(self.head_lr_mult > 0, f"--head_lr_mult must be positive, got {self.head_lr_mult}")
         check(self.aux_weight >= 0, f"--aux_weight cannot be negative, got {self.aux_weight}")
         check(self.num_workers >= 0, f"--num_workers cannot be negative, got {self.num_workers}")
-        check(self.val_every >= 0 and self.log_every >= 1 and self.checkpoint_every >= 0,
-              "--val_every and --checkpoint_every must be >= 0 and --log_every >= 1")
+        check(min(self.val_every, self.val_every_iter, self.val_limit, self.checkpoint_every) >= 0
+              and self.log_every >= 1,
+              "--val_every, --val_every_iter, --val_limit and --checkpoint_every must be >= 0 and --log_every >= 1")
         check(self.keep_checkpoints >= 1, f"--keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         check(self.max_bad_steps >= 1, f"--max_bad_steps must be at least 1, got {self.max_bad_steps}")
         check(0 <= self.seed < 2 ** 32, f"--seed must be in 0..{2 ** 32 - 1}, got {self.seed}")
@@ -221,6 +262,9 @@ class TrainConfig:
             problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
         if self.dataset != "toy":
             check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
+        if self.class_weights not in ("", "auto"):
+            check(Path(self.class_weights).is_file(),
+                  f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
         if self.pretrained_backbone:
             check(Path(self.pretrained_backbone).is_file(),
                   f"--pre_trained_model {self.pretrained_backbone} does not exist")
@@ -259,7 +303,12 @@ def _comparable(name: str, value, config: dict):
     except (ValueError, argparse.ArgumentTypeError):
         return value
     if name == "train_split":
-        return value or TRAIN_SPLITS.get(config.get("dataset"), value)
+        if value:
+            return value
+        data_dir = config.get("data_dir")
+        if config.get("dataset") == "folder" and data_dir and not (Path(data_dir) / "train.txt").is_file():
+            return ALL_IMAGES
+        return TRAIN_SPLITS.get(config.get("dataset"), value)
     return value
 
 

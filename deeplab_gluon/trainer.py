@@ -23,9 +23,11 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
 from .cli import JobError, UsageError
+from .data import palette_colours
 from .devices import parse_devices
-from .loss import SegmentationLoss, count_valid
+from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
+from .models.backbones.base import PretrainedFileError
 from .models.deeplab import batchnorm_layers
 from .run_lock import RunFolderLocked, run_folder_lock
 from .runlog import RunLog, plot_curves
@@ -64,11 +66,15 @@ class SegmentationTrainer:
 
     def __init__(self, net, ctxs, *, learning_rate: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                  ignore_label: int = 255, aux_weight: float = 0.0, head_lr_mult: float = 1.0,
-                 kvstore="device", seed: int = 0, max_bad_steps: int = 5):
+                 kvstore="device", seed: int = 0, max_bad_steps: int = 5, iter_size: int = 1, class_weights=None):
         self.net, self.ctxs = net, list(ctxs)
-        self.ignore_label, self.seed, self.max_bad_steps = ignore_label, seed, max_bad_steps
+        self.ignore_label, self.seed, self.max_bad_steps, self.iter_size = ignore_label, seed, max_bad_steps, iter_size
+        self.learned = [p for p in net.collect_params().values() if p.grad_req != "null"]
+        if iter_size > 1:  # gradients of the iter_size passes add up until the update
+            for param in self.learned:
+                param.grad_req = "add"
         if head_lr_mult != 1.0:
-            for block in (net.head, net.aux_head):
+            for block in (net.head, net.aux_head, net.decoder):
                 if block is not None:
                     for param in block.collect_params().values():
                         param.lr_mult = head_lr_mult
@@ -84,7 +90,8 @@ class SegmentationTrainer:
             # doing it now gives every worker worker 0's weights before any gradient is computed.
             self.trainer._init_kvstore()
             self.trainer._init_params()
-        self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight)
+        self.class_weights = class_weights
+        self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight, class_weights=class_weights)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
         self.iteration = 0
@@ -92,37 +99,36 @@ class SegmentationTrainer:
         self._device_threads = ThreadPoolExecutor(len(self.ctxs)) if len(self.ctxs) > 1 else None
 
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
-        """One SGD step on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
+        """One SGD update on a batch. ``images`` (N, 3, H, W), ``labels`` (N, H, W) -> the batch loss.
 
         Each device back-propagates its share of the cross-entropy *sum*; ``Trainer.step`` then
         divides the reduced gradient by the valid pixels of the whole batch (over all devices and
-        workers), which gives exactly the gradient of the batch's mean loss.
+        workers), which gives exactly the gradient of the batch's mean loss. With ``iter_size`` K
+        the batch goes through in K passes of N/K images whose gradients add up before the one
+        update (gradient accumulation: the memory of N/K images, the update of N).
 
         A non-finite loss on any device or worker updates nothing anywhere (weights, momentum and
         BatchNorm statistics stay as they were) and counts as a bad step; :class:`TrainingError`
         after ``max_bad_steps`` in a row.
         """
-        image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
-        label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
         # dropout masks depend on (seed, iteration) only, so a resumed run draws the same ones
         mx.random.seed(self.seed * 1_000_003 + self.iteration, ctx="all")
         saved_stats = [[data.copy() for data in p.list_data()] for p in self.running_stats]
         self.trainer.set_learning_rate(learning_rate)
-        if len(self.ctxs) == 1:
-            sums = [self._forward_backward(image_parts[0], label_parts[0])]
-        else:
-            # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
-            # so the devices' graphs must be issued concurrently, not one after the other.
-            sums = list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
+        size = images.shape[0] // self.iter_size
+        sums = [part for start in range(0, size * self.iter_size, size)
+                for part in self._backward_on_devices(images[start:start + size], labels[start:start + size])]
         loss_sum = float(sum(part.asscalar() for part in sums))
         finite = math.isfinite(loss_sum)
         loss_sum, num_valid, num_bad = self.reduce_over_workers(
-            [loss_sum if finite else 0.0, count_valid(labels, self.ignore_label), 0.0 if finite else 1.0])
+            [loss_sum if finite else 0.0, valid_weight(labels, self.ignore_label, self.class_weights),
+             0.0 if finite else 1.0])
         self.iteration += 1
         if num_bad:
             for param, copies in zip(self.running_stats, saved_stats):
                 for data, copy in zip(param.list_data(), copies):
                     copy.copyto(data)
+            self._clear_gradients()
             self.bad_steps += 1
             if self.bad_steps >= self.max_bad_steps:
                 raise DivergedError(f"{self.bad_steps} non-finite losses in a row (last at iteration "
@@ -130,8 +136,25 @@ class SegmentationTrainer:
                                     f"Lower --initial_learning_rate or check the data")
             return float("nan")
         self.bad_steps = 0
-        self.trainer.step(max(num_valid, 1.0))
-        return loss_sum / max(num_valid, 1.0)
+        denominator = num_valid if num_valid > 0 else 1.0  # no valid pixel: a zero loss and gradient
+        self.trainer.step(denominator)
+        self._clear_gradients()
+        return loss_sum / denominator
+
+    def _clear_gradients(self) -> None:
+        if self.iter_size > 1:  # accumulated ("add") gradients would carry into the next update
+            for param in self.learned:
+                param.zero_grad()
+
+    def _backward_on_devices(self, images, labels) -> list:
+        """Forward and backward of one pass, split over the devices; each device's loss sum, shape (1,)."""
+        image_parts = gluon.utils.split_and_load(images, self.ctxs, even_split=False)
+        label_parts = gluon.utils.split_and_load(labels, self.ctxs, even_split=False)
+        if len(self.ctxs) == 1:
+            return [self._forward_backward(image_parts[0], label_parts[0])]
+        # One thread per device: SyncBatchNorm blocks each device until all reach the same layer,
+        # so the devices' graphs must be issued concurrently, not one after the other.
+        return list(self._device_threads.map(self._forward_backward, image_parts, label_parts))
 
     def _forward_backward(self, images, labels):
         """Forward and backward on one device; returns that device's loss sum, shape (1,)."""
@@ -286,7 +309,7 @@ class TrainingData:
 
 def load_data(config, num_workers: int = 1) -> TrainingData:
     """The training and validation sets ``config`` names (the toy set is written when absent)."""
-    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset
+    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, wants_split
     from .data.loader import iterations_per_epoch
 
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
@@ -296,12 +319,17 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
     try:
         train_set = get_dataset(config.dataset, config.data_dir, config.training_split, **extra)
         val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \
-            if config.val_split else None
+            if wants_split(config.val_split) else None  # '' or 'none': no validation
     except DataError as err:
         raise TrainingError(str(err)) from None
-    per_epoch = iterations_per_epoch(len(train_set), config.batch_size, num_workers)
+    if val_set is not None:
+        val_set = checked_validation_set(val_set, config)
+    if val_set is not None and config.val_limit:
+        val_set = val_set.take(config.val_limit)
+    per_epoch = iterations_per_epoch(len(train_set), config.batch_size * config.iter_size, num_workers)
     if per_epoch == 0:
-        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of {config.batch_size}"
+        raise TrainingError(f"{len(train_set)} training images cannot fill one batch of "
+                            f"{config.batch_size * config.iter_size}"
                             + (f" per worker over {num_workers} workers" if num_workers > 1 else ""))
     transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
                                ignore_label=config.ignore_label)
@@ -309,10 +337,33 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
                         config.max_iter or config.train_epochs * per_epoch)
 
 
-def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int) -> bool:
-    """At the last iteration, and at the end of every ``val_every``-th epoch (``val_every`` 0: only the last)."""
+def checked_validation_set(val_set, config):
+    """``val_set`` once its files are checked, before any training: a bad one would otherwise stop the run
+    at its first validation. With ``--skip_bad_samples`` the bad ones are left out (and logged), else the
+    run does not start."""
+    from .data.loader import log_bad_sample
+
+    bad = val_set.bad_samples(progress=config.progress)
+    if not bad:
+        return val_set
+    if not config.skip_bad_samples:
+        raise TrainingError(f"validation split: {bad[0][1]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                            + "; fix it, or pass --skip_bad_samples 1 to leave bad samples out")
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    for _, message in bad:
+        log_bad_sample(str(Path(config.output_dir) / "bad_samples.txt"), message)
+    left_out = {index for index, _ in bad}
+    return val_set.subset([index for index in range(len(val_set)) if index not in left_out])
+
+
+def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, val_every: int,
+                    val_every_iter: int = 0) -> bool:
+    """At the last iteration, and every ``val_every_iter`` iterations, or else at the end of every
+    ``val_every``-th epoch (both 0: only the last)."""
+    if iteration == max_iter or val_every_iter:
+        return iteration == max_iter or iteration % val_every_iter == 0
     epoch, within = divmod(iteration, iterations_per_epoch)
-    return iteration == max_iter or bool(val_every and within == 0 and epoch % val_every == 0)
+    return bool(val_every and within == 0 and epoch % val_every == 0)
 
 
 def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, checkpoint_every: int) -> bool:
@@ -355,7 +406,7 @@ class TrainingRun:
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         self.log = RunLog(self.output_dir / "log.jsonl", enabled=self.is_main)
-        self.best_miou, self.last_scores, self.saved_at = -1.0, None, None
+        self.best_miou, self.best_iteration, self.last_scores, self.saved_at = -1.0, None, None, None
         self.bar = None
         self.window_start, self.window_images, self.smoothed = time.time(), 0, None
 
@@ -374,7 +425,9 @@ class TrainingRun:
                 print(start.note)
             if start.config_changes:
                 print(f"--allow_config_change 1: resuming at iteration {it} with {', '.join(start.config_changes)}")
-            self.log.write("start", iteration=it, max_iter=self.data.max_iter,
+            data = [split.describe() for split in (self.data.train_set, self.data.val_set) if split is not None]
+            print("\n".join(data))
+            self.log.write("start", data=data, iteration=it, max_iter=self.data.max_iter,
                            iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
                            worker=self.workers.rank, workers=self.workers.count, note=start.note,
                            config_changes=start.config_changes, config_file=name, model=self.spec.to_dict())
@@ -401,8 +454,9 @@ class TrainingRun:
     def meta(self) -> dict:
         iteration, per_epoch = self.trainer.iteration, self.data.iterations_per_epoch
         return {"iteration": iteration, "epoch": iteration // per_epoch, "end_of_epoch": iteration % per_epoch == 0,
-                "best_miou": self.best_miou, "model": self.spec.to_dict(), "classes": self.data.classes,
-                "ignore_label": self.config.ignore_label, "seed": self.config.seed, "config": self.config.to_dict(),
+                "best_miou": self.best_miou, "best_iteration": self.best_iteration, "model": self.spec.to_dict(), "classes": self.data.classes,
+                "palette": palette_colours(self.data.train_set), "ignore_label": self.config.ignore_label,
+                "seed": self.config.seed, "config": self.config.to_dict(),
                 "metrics": self.last_scores}
 
     def save(self) -> Optional[Path]:
@@ -434,7 +488,7 @@ class TrainingRun:
         self.log.write("val", iteration=it, epoch=it // self.data.iterations_per_epoch, **metrics)
         self.last_scores = {"pixAcc": metrics["pixAcc"], "mIoU": metrics["mIoU"]}
         if metrics["mIoU"] is not None and metrics["mIoU"] > self.best_miou:  # None: no valid pixel was scored
-            self.best_miou = metrics["mIoU"]
+            self.best_miou, self.best_iteration = metrics["mIoU"], it
             Checkpoint.write(self.output_dir / "best.ckpt", self.net, None, self.meta())
         text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in self.last_scores.items()}
         self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
@@ -445,8 +499,9 @@ class TrainingRun:
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
-        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size, config.seed, self.trainer.iteration,
-                                    self.data.max_iter, shard=self.workers.rank, num_shards=self.workers.count)
+        sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size * config.iter_size, config.seed,
+                                    self.trainer.iteration, self.data.max_iter, shard=self.workers.rank,
+                                    num_shards=self.workers.count)
         return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
 
     def stop(self, signal_name: str) -> None:
@@ -460,7 +515,8 @@ class TrainingRun:
     def end(self) -> dict:
         """``summary.json``, the log's ``end`` line and ``curves.png`` (worker 0); returns the summary."""
         summary = {"iteration": self.trainer.iteration, "max_iter": self.data.max_iter,
-                   "best_mIoU": None if self.best_miou < 0 else self.best_miou, "final": self.last_scores}
+                   "best_mIoU": None if self.best_miou < 0 else self.best_miou, "best_iteration": self.best_iteration,
+                   "final": self.last_scores}
         if self.is_main:
             self.log.write("end", **summary)
             (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -480,18 +536,30 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
         print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
         return None
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
+    class_weights = None
+    if config.class_weights:
+        from .data import DataError
+        from .data.class_weights import resolve_class_weights
+
+        try:
+            class_weights = resolve_class_weights(config.class_weights, data.train_set, progress=config.progress)
+        except DataError as err:
+            raise TrainingError(f"--class_weights: {err}") from None
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
     try:
         net = build_model(spec, ctxs, freeze_bn=config.freeze_bn, syncbn=config.syncbn,
                           pretrained_base=None if (start.resume or start.init) else config.pretrained_backbone or None)
-    except ValueError as err:  # the ImageNet file does not fit the backbone
+    except PretrainedFileError as err:  # the ImageNet file does not fit the backbone
         raise TrainingError(f"--pre_trained_model: {err}") from None
+    except ValueError as err:  # flags the backbone refuses, e.g. --multi_grid for MobileNetV2
+        raise UsageError(str(err)) from None
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
                                   aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
-                                  kvstore=workers.kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps)
+                                  kvstore=workers.kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps,
+                                  iter_size=config.iter_size, class_weights=class_weights)
     run = TrainingRun(config, spec, data, net, trainer, ctxs, workers)
     try:
         if start.resume is not None:
@@ -499,6 +567,7 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
             trainer.iteration = run.saved_at = int(start.resume.iteration)
             best = start.resume.meta.get("best_miou")
             run.best_miou = -1.0 if best is None else float(best)
+            run.best_iteration = start.resume.meta.get("best_iteration")
         elif start.init is not None:
             start.init.load_into(net, None, ctxs, expect=spec, backbone_only=config.load_backbone_only)
     except CheckpointError as err:  # it does not fit the model these flags describe: a usage error
@@ -532,9 +601,10 @@ def failures_explained(run: TrainingRun):
 def run_training(config) -> dict:
     """Train as ``config`` (a :class:`~deeplab_gluon.train.TrainConfig`) says; returns the summary.
 
-    Raises :class:`TrainingError` for problems the user must fix (bad data, a checkpoint that does
-    not fit, a full disk, diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a
-    checkpoint saved first).
+    The run folder is locked (worker 0) from before its checkpoints are read to the end. Raises
+    :class:`UsageError` when the run cannot start as asked (folder locked, a checkpoint missing,
+    damaged or of other flags), :class:`TrainingError` when the work fails (bad data, a full disk,
+    diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a checkpoint saved first).
     """
     workers = connect_workers(config.kvstore)
     with exclusive_run_folder(config.output_dir, workers):
@@ -554,7 +624,7 @@ def run_training(config) -> dict:
                 run.report(loss, lr, images.shape[0])
                 # only worker 0 validates; the others wait for it at the next gradient reduction
                 if run.is_main and data.val_set is not None and should_validate(
-                        it, data.max_iter, data.iterations_per_epoch, config.val_every):
+                        it, data.max_iter, data.iterations_per_epoch, config.val_every, config.val_every_iter):
                     run.validate()
                 if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
                     run.save()

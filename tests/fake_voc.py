@@ -59,3 +59,82 @@ def write_sbd(dataset: Path, splits: Dict[str, List[str]] = SBD_SPLITS) -> None:
             gtcls = {"Segmentation": label, "Boundaries": np.zeros((20, 1), dtype=object),
                      "CategoriesPresent": np.unique(label[label > 0]).astype(np.uint8)}
             scipy.io.savemat(str(dataset / "cls" / f"{sample_id}.mat"), {"GTcls": gtcls})
+
+
+# ------------------------------------------------------------------ layouts built from the real VOC sample
+
+def sample_splits(sample_ids: List[str]) -> Dict[str, List[str]]:
+    """VOC and SBD splits over the 13 real sample ids, overlapping as the real lists do: an SBD id in VOC
+    train and one in VOC val (which must stay out of train_aug)."""
+    ids = sorted(sample_ids)
+    return {"voc_train": ids[0:4], "voc_val": ids[4:7], "sbd_train": ids[3:4] + ids[7:10],
+            "sbd_val": ids[6:7] + ids[10:13]}
+
+
+def sample_train_aug(splits: Dict[str, List[str]]) -> List[str]:
+    held_out = set(splits["voc_val"])
+    return sorted((set(splits["voc_train"]) | set(splits["sbd_train"]) | set(splits["sbd_val"])) - held_out)
+
+
+def write_ids(path: Path, ids: List[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{i}\n" for i in ids))
+
+
+def build_devkit_from_sample(sample: Path, devkit: Path, sbd_layout: str = "", aug_labels: bool = False,
+                             drop_voc_labels_of_sbd: bool = True) -> Dict[str, List[str]]:
+    """A VOC devkit of the real sample images and labels, in one of the layouts users have.
+
+    ``devkit/VOC2012/{JPEGImages, SegmentationClass, ImageSets/Segmentation/{train,val}.txt}`` always;
+    ``sbd_layout`` ``"benchmark_RELEASE"`` (SBD's own archive) or ``"VOCaug"`` (gluoncv's
+    ``scripts/datasets/pascal_voc.py``, with its ``trainval.txt``) adds SBD's ``dataset/{img, cls/*.mat,
+    train.txt, val.txt}``; ``aug_labels`` adds ``VOC2012/SegmentationClassAug/`` grey PNGs of train_aug +
+    val (the widely shared "aug" labels). VOC palette PNGs are kept only for VOC train/val ids, as in the
+    real VOC2012 download. Returns the splits used (``sample_splits``).
+    """
+    import shutil
+
+    from PIL import Image
+
+    sample_voc = sample / "VOC2012"
+    all_ids = (sample_voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    splits = sample_splits(all_ids)
+    voc2012 = devkit / "VOC2012"
+    for folder in ("JPEGImages", "SegmentationClass"):
+        (voc2012 / folder).mkdir(parents=True, exist_ok=True)
+    voc_ids = splits["voc_train"] + splits["voc_val"]
+    for sample_id in all_ids:  # VOC2012's JPEGImages holds every image SBD uses
+        shutil.copyfile(sample_voc / "JPEGImages" / f"{sample_id}.jpg", voc2012 / "JPEGImages" / f"{sample_id}.jpg")
+    for sample_id in voc_ids if drop_voc_labels_of_sbd else all_ids:
+        shutil.copyfile(sample_voc / "SegmentationClass" / f"{sample_id}.png",
+                        voc2012 / "SegmentationClass" / f"{sample_id}.png")
+    lists = voc2012 / "ImageSets" / "Segmentation"
+    write_ids(lists / "train.txt", splits["voc_train"])
+    write_ids(lists / "val.txt", splits["voc_val"])
+    write_ids(lists / "trainval.txt", voc_ids)
+
+    def indices(sample_id: str) -> np.ndarray:
+        with Image.open(sample_voc / "SegmentationClass" / f"{sample_id}.png") as png:
+            return np.array(png, dtype=np.uint8)
+
+    if sbd_layout:
+        dataset = devkit / sbd_layout / "dataset"
+        for folder in ("img", "cls"):
+            (dataset / folder).mkdir(parents=True, exist_ok=True)
+        write_ids(dataset / "train.txt", splits["sbd_train"])
+        write_ids(dataset / "val.txt", splits["sbd_val"])
+        if sbd_layout == "VOCaug":
+            write_ids(dataset / "trainval.txt", splits["sbd_train"] + splits["sbd_val"])
+        for sample_id in splits["sbd_train"] + splits["sbd_val"]:
+            shutil.copyfile(sample_voc / "JPEGImages" / f"{sample_id}.jpg", dataset / "img" / f"{sample_id}.jpg")
+            label = indices(sample_id)
+            label[label == 255] = 0  # SBD has no void pixels
+            gtcls = {"Segmentation": label, "Boundaries": np.zeros((20, 1), dtype=object),
+                     "CategoriesPresent": np.unique(label[label > 0]).astype(np.uint8)}
+            scipy.io.savemat(str(dataset / "cls" / f"{sample_id}.mat"), {"GTcls": gtcls})
+    if aug_labels:
+        aug = voc2012 / "SegmentationClassAug"
+        aug.mkdir(parents=True, exist_ok=True)
+        for sample_id in sample_train_aug(splits) + splits["voc_val"]:
+            Image.fromarray(indices(sample_id), mode="L").save(aug / f"{sample_id}.png")
+    return splits

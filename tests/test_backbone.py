@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mxnet.gluon.model_zoo import vision
 
-from deeplab_gluon.models.backbones.resnet_v2 import DilatedResNetV2, load_backbone_weights, stage_strides_and_dilations
+from deeplab_gluon.models.backbones.resnet_v2 import DilatedResNetV2, stage_strides_and_dilations
 
 
 def _zoo_with_random_weights(depth):
@@ -67,7 +67,7 @@ def test_zoo_weights_load_and_match_at_os32(tmp_path, depth):
     features = {}
     for output_stride in (32, 16, 8):
         backbone = DilatedResNetV2(depth, output_stride=output_stride)
-        load_backbone_weights(backbone, path)  # raises on any missing/unexpected parameter
+        backbone.load_pretrained(path)  # raises on any missing/unexpected parameter
         features[output_stride] = backbone(x)[2].asnumpy()
 
     assert features[32].shape == expected.shape == (2, backbone.out_channels, 2, 3)
@@ -83,7 +83,7 @@ def test_legacy_prefix_named_zoo_file_loads(tmp_path):
     zoo.collect_params().save(path, strip_prefix=zoo.prefix)
     assert not any("." in name for name in mx.nd.load(path))
     backbone = DilatedResNetV2(18, output_stride=32)
-    load_backbone_weights(backbone, path)
+    backbone.load_pretrained(path)
     x = mx.nd.random.uniform(shape=(1, 3, 32, 32))
     np.testing.assert_allclose(backbone(x)[2].asnumpy(), _zoo_features(zoo, x).asnumpy(), rtol=1e-4, atol=1e-4)
 
@@ -92,20 +92,21 @@ def test_wrong_depth_file_is_refused_with_names(tmp_path):
     zoo = _zoo_with_random_weights(18)
     path = str(tmp_path / "resnet18_v2.params")
     zoo.save_parameters(path)
-    with pytest.raises(ValueError, match=r"resnet18_v2.params is a resnet18_v2 parameter file, not resnet34_v2$"):
-        load_backbone_weights(DilatedResNetV2(34), path)
+    with pytest.raises(ValueError, match=r"resnet18_v2.params is a resnet18_v2 parameter file, not resnet34_v2: "
+                                         r"\d+ missing \(e.g. \['features.5.2."):
+        DilatedResNetV2(34).load_pretrained(path)
     # a file of no known depth still names what is missing
     partial = {k: v for k, v in mx.nd.load(path).items() if not k.startswith("features.8.")}
     mx.nd.save(str(tmp_path / "partial.params"), partial)
     with pytest.raises(ValueError, match=r"not a resnet18_v2 parameter file: \d+ missing \(e.g. \['features.8.0"):
-        load_backbone_weights(DilatedResNetV2(18), str(tmp_path / "partial.params"))
+        DilatedResNetV2(18).load_pretrained(str(tmp_path / "partial.params"))
 
 
 def test_unreadable_file_is_refused(tmp_path):
     path = tmp_path / "broken.params"
     path.write_bytes(b"not an ndarray file")
     with pytest.raises(ValueError, match="broken.params is not a parameter file: Invalid NDArray file format$"):
-        load_backbone_weights(DilatedResNetV2(18), str(path))
+        DilatedResNetV2(18).load_pretrained(str(path))
 
 
 def test_forward_gives_low_level_stage3_and_features():

@@ -146,6 +146,13 @@ def test_the_spec_round_trips_and_old_descriptions_load():
     # the first round's checkpoints stored this (no vortex_module, output_stride or multi_grid in the oldest)
     old = ModelSpec.from_dict({"backbone": "resnet18_v2", "head": "aspp", "num_classes": 21, "aux": False})
     assert old == ModelSpec("resnet18_v2", "aspp", 21, 16, (), "A", False)
+    # checkpoints written before head_variant and dilation_rule existed keep building the same network
+    before_gluoncv = {"backbone": "resnet50_v1s", "head": "vortex", "num_classes": 5, "output_stride": 8,
+                      "multi_grid": [1, 2, 4], "vortex_module": "B", "aux": True, "decoder": True}
+    assert ModelSpec.from_dict(before_gluoncv).head_variant == "deeplab"
+    assert ModelSpec.from_dict(before_gluoncv).dilation_rule == "uniform"
+    assert ModelSpec.from_dict(before_gluoncv).to_dict() == dict(before_gluoncv, head_variant="deeplab",
+                                                                 dilation_rule="uniform")
     with pytest.raises(ValueError, match="written by a newer version"):
         ModelSpec.from_dict(dict(spec.to_dict(), backbone_width=2))
 

@@ -1,6 +1,7 @@
 """Every command line against bad inputs (issue 18, "a guard so this class of bug stays out").
 
-Each CLI (train.py, evaluate, predict, export, scripts/prepare_voc.py, scripts/make_toy_data.py) is
+Each CLI (train.py, evaluate, predict, export, convert_gluoncv, scripts/prepare_voc.py,
+scripts/make_toy_data.py) is
 run in this process, ``main(argv)``, on missing, empty, corrupt, truncated and bit-flipped
 checkpoints and images, unwritable outputs, and a bad value for every flag; the flags are read from
 the jobs' config dataclasses (and the scripts' parsers), so a new flag is swept without a new line
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplab_gluon import evaluate, export, predict, train
+from deeplab_gluon import convert_gluoncv, evaluate, export, predict, train
 from deeplab_gluon.checkpoint import Checkpoint, checkpoint_name
 from deeplab_gluon.cli import build_parser
 from deeplab_gluon.data import make_toy_dataset, save_index_png, write_image
@@ -43,7 +44,8 @@ def _script(name):
 
 PREPARE_VOC, MAKE_TOY_DATA = _script("prepare_voc"), _script("make_toy_data")
 JOBS = {"train": train.main, "evaluate": evaluate.main, "evaluate folders": evaluate.main, "predict": predict.main,
-        "export": export.main, "prepare_voc": PREPARE_VOC.main, "make_toy_data": MAKE_TOY_DATA.main}
+        "export": export.main, "convert_gluoncv": convert_gluoncv.main, "prepare_voc": PREPARE_VOC.main,
+        "make_toy_data": MAKE_TOY_DATA.main}
 # Flags that name what a command writes (train's --data_dir too: the toy set is generated there if absent)
 OUTPUT_FLAGS = {"--output", "--out_json", "--output_dir", "--out", "--download_dir", "--data_dir"}
 
@@ -59,11 +61,15 @@ BASE = {
                 "--progress", "0"],
     "export": ["--checkpoint", "{root}/good.ckpt", "--output_dir", "{out}/x", "--format", "symbol", "--check", "0",
                "--input_size", "32", "32"],
+    # no gluoncv file here (hundreds of MB): the converter meets only files that are not one
+    "convert_gluoncv": ["--model", "deeplab_resnet101_voc", "--params", "{root}/good.ckpt", "--output",
+                        "{out}/converted.ckpt"],
     "prepare_voc": ["--out", "{out}/voc"],
     "make_toy_data": ["--out", "{out}/toy", "--num_train", "1", "--num_val", "1", "--size", "24"],
 }
 CONFIGS = {"train": train.TrainConfig, "evaluate": evaluate.EvaluateConfig, "evaluate folders": evaluate.EvaluateConfig,
-           "predict": predict.PredictConfig, "export": export.ExportConfig}
+           "predict": predict.PredictConfig, "export": export.ExportConfig,
+           "convert_gluoncv": convert_gluoncv.ConvertConfig}
 
 BAD_CHECKPOINTS = ["missing.ckpt", "empty.ckpt", "text.ckpt", "truncated.ckpt", "bitflip.ckpt", "no_meta.ckpt",
                    "meta_not_json.ckpt", "meta_without_model.ckpt", "unknown_backbone.ckpt", "empty_run",
@@ -86,7 +92,8 @@ def _table():
                   (f"predict-checkpoint-{name}", "predict", ["--checkpoint", bad], {2}),
                   (f"export-checkpoint-{name}", "export", ["--checkpoint", bad], {2}),
                   (f"train-init_from-{name}", "train", ["--init_from", bad], {2}),
-                  (f"train-resume-{name}", "train", ["--resume", bad], {2})]
+                  (f"train-resume-{name}", "train", ["--resume", bad], {2}),
+                  (f"convert_gluoncv-params-{name}", "convert_gluoncv", ["--params", bad], {1, 2})]
     for name in BAD_IMAGES:
         cases.append((f"predict-input-{name}", "predict", ["--input", f"{{root}}/images/{name}"],
                       {0, 1} if name == "bitflip.jpg" else {1, 2}))
@@ -98,6 +105,7 @@ def _table():
                   (f"predict-output_dir-{target}", "predict", ["--output_dir", target], {1, 2}),
                   (f"export-output_dir-{target}", "export", ["--output_dir", target], {1, 2}),
                   (f"evaluate-output-{target}", "evaluate", ["--output", f"{target}/s.json"], {1, 2}),
+                  (f"convert_gluoncv-output-{target}", "convert_gluoncv", ["--output", f"{target}/c.ckpt"], {1, 2}),
                   (f"make_toy_data-out-{target}", "make_toy_data", ["--out", target], {1, 2}),
                   (f"prepare_voc-out-{target}", "prepare_voc", ["--out", target, "--voc", "{root}/voc.tar"], {1, 2})]
     cases += [

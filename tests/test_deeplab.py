@@ -24,6 +24,29 @@ def test_any_input_size_after_hybridize(head, output_stride):
         assert np.isfinite(out.asnumpy()).all()
 
 
+def test_gluoncv_variant_takes_any_input_size_after_hybridize():
+    """gluoncv's own network fixes its pooling branch and output to the crop size; this one does not."""
+    net = get_deeplab("resnet50_v1s", "aspp", 8, num_classes=4, aux=True, head_variant="gluoncv",
+                      dilation_rule="gluoncv")
+    net.hybridize(static_alloc=True)
+    for height, width in [(321, 481), (64, 63), (17, 30)]:
+        logits, aux_logits = net(mx.nd.random.uniform(shape=(1, 3, height, width)))
+        assert logits.shape == aux_logits.shape == (1, 4, height, width)
+
+
+def test_head_variant_and_dilation_rule_are_checked_by_the_spec():
+    spec = ModelSpec("resnet101_v1s", head_variant="GluonCV", dilation_rule="gluoncv", output_stride=8, aux=True)
+    assert spec.head_variant == "gluoncv" and spec.name == "deeplabv3_resnet101_v1s_aspp_gluoncv"
+    assert "head_variant" in spec.weight_differences(spec.replace(head_variant="deeplab"))[0]
+    assert spec.weight_differences(spec.replace(dilation_rule="uniform")) == []  # it moves no weight
+    with pytest.raises(ValueError, match="head_variant must be one of deeplab, gluoncv"):
+        ModelSpec(head_variant="torchvision")
+    with pytest.raises(ValueError, match="xception65 dilates uniformly only"):
+        ModelSpec("xception65", dilation_rule="gluoncv")
+    with pytest.raises(ValueError, match="dilation_rule must be one of uniform, gluoncv"):
+        ModelSpec("resnet50_v1s", dilation_rule="tf")
+
+
 def test_batch_and_aux_output_shapes():
     net = get_deeplab("resnet18_v2", "aspp", 16, num_classes=3, aux=True)
     net.hybridize()
@@ -122,9 +145,13 @@ def test_unknown_backbones_are_refused(name):
 
 def test_registry_names_build_the_right_model():
     assert "deeplabv3_resnet101_v2_aspp" in list_models()
-    assert len([name for name in list_models() if "_v2_" in name]) == 10
+    assert len([name for name in list_models() if name.startswith("deeplabv3_") and "_v2_" in name]) == 10
+    # 15 backbones x 2 heads x with or without the decoder, gluoncv's spelling
+    assert len(list_models()) == 60 and "deeplabv3plus_xception65_vortex" in list_models()
     net = get_model("deeplabv3_resnet18_v2_vortex", num_classes=2, initialize=False)
-    assert type(net.head).__name__ == "VortexHead" and net.backbone.depth == 18
+    assert type(net.head).__name__ == "VortexHead" and net.backbone.depth == 18 and net.decoder is None
+    plus = get_model("deeplabv3plus_mobilenetv2_1.0_aspp", num_classes=2, initialize=False)
+    assert type(plus.backbone).__name__ == "DilatedMobileNetV2" and type(plus.decoder).__name__ == "Decoder"
     with pytest.raises(ValueError, match="unknown model"):
         get_model("deeplabv3_vgg16")
 

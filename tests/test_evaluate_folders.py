@@ -51,7 +51,7 @@ def test_score_folders_hand_computed(folders):
 def test_main_prints_table_and_json(folders, tmp_path, capsys):
     pred_dir, gt_dir = folders
     names = tmp_path / "names.txt"
-    names.write_text("sky\nroad\ncar\n")
+    names.write_text("sky 70 130 180\nroad 128 64 128\ncar\n")  # a classes.txt: colours are not part of the name
     out_json = tmp_path / "scores.json"
     code = main(["--pred_dir", str(pred_dir), "--gt_dir", str(gt_dir), "--classes", str(names),
                  "--out_json", str(out_json)])

@@ -144,3 +144,21 @@ def test_a_numerical_mismatch_is_a_failure_not_a_usage_error(tmp_path, capsys, m
                  "--input_size", "32", "32"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("export: error: the symbol export differs from the Gluon model by 1")
+
+
+def test_decoder_network_exports_to_symbol_and_dynamic_onnx(tmp_path):
+    """DeepLabV3+ adds a second run-time-sized resize (to the stride-4 map); MobileNetV2 adds ReLU6 and
+    depthwise convs. Both exports still take any size."""
+    pytest.importorskip("onnxruntime")
+    from deeplab_gluon.export import run_onnx
+    from deeplab_gluon.models import get_deeplab
+
+    mx.random.seed(8)
+    net = get_deeplab("mobilenetv2_1.0", "vortex", 16, num_classes=3, decoder=True)
+    net.hybridize()
+    symbol_file, params_file = export_symbol(net, tmp_path / "plus", TRACED)
+    onnx_file = export_onnx(symbol_file, params_file, tmp_path / "plus.onnx", TRACED, dynamic=True)
+    batch = np.random.RandomState(2).normal(size=UNSEEN).astype(np.float32)
+    expected = gluon_logits(net, batch)
+    assert_close(run_symbol(symbol_file, params_file, batch), expected)
+    assert_close(run_onnx(onnx_file, batch), expected)

@@ -103,6 +103,25 @@ def test_heads_keep_spatial_size(head):
         assert net(mx.nd.random.uniform(shape=(2, 64, h, w))).shape == (2, 5, h, w)
 
 
+@pytest.mark.parametrize("head", [ASPPHead, VortexHead])
+def test_gluoncv_fusion_adds_a_3x3_conv_after_the_1x1_and_keeps_sizes(head):
+    deeplab, gluoncv = head(64, 5, variant="deeplab"), head(64, 5, variant="gluoncv")
+    ours, theirs = set(deeplab._collect_params_with_prefix()), set(gluoncv._collect_params_with_prefix())
+    # the same 1x1 projection (fusion.project); gluoncv's classifies after a 3x3 conv-BN-ReLU (fusion.block)
+    assert ours - theirs == {"fusion.classifier.weight", "fusion.classifier.bias"}
+    assert theirs - ours == {f"fusion.block.{name}" for name in (
+        "project.conv.weight", "project.bn.gamma", "project.bn.beta", "project.bn.running_mean",
+        "project.bn.running_var", "classifier.weight", "classifier.bias")}
+    assert gluoncv.fusion.block.project.conv.weight.shape == (256, 256, 3, 3)
+    gluoncv.initialize()
+    gluoncv.hybridize()
+    for h, w in [(7, 9), (1, 1)]:
+        assert gluoncv(mx.nd.random.uniform(shape=(2, 64, h, w))).shape == (2, 5, h, w)
+    features = head(64, None, variant="gluoncv")  # before a DeepLabV3+ decoder
+    features.initialize()
+    assert features(mx.nd.random.uniform(shape=(1, 64, 5, 6))).shape == (1, 256, 5, 6)
+
+
 def test_vortex_modules_agree_where_the_cascade_is_exact():
     """With equal weights, modules A and B differ only where the 27x27 windows leave the map."""
     x = mx.nd.random.uniform(shape=(1, 8, 96, 96))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from deeplab_gluon.loss import SegmentationLoss, count_valid
+from deeplab_gluon.loss import SegmentationLoss, count_valid, valid_weight
 
 
 def random_batch(seed, shape=(2, 5, 6, 7), ignore_fraction=0.2):
@@ -104,3 +104,35 @@ def test_count_valid_and_shape_errors():
         SegmentationLoss()(mx.nd.zeros((1, 2, 4, 4)), mx.nd.zeros((1, 4, 5)))
     with pytest.raises(ValueError, match="logits or \\(logits, aux_logits\\)"):
         SegmentationLoss()((mx.nd.zeros((1, 2, 4, 4)),) * 3, mx.nd.zeros((1, 4, 4)))
+
+
+def test_class_weighted_loss_by_hand():
+    """Weighted ignore-label cross-entropy, normalised by the valid pixels' summed weight (issue 16).
+
+    Three pixels, two classes, weights (1, 3): pixel 0 is class 0 with logits (0, 0), so -log p = ln 2;
+    pixel 1 is class 1 with logits (0, ln 3), so p = 3/4 and -log p = ln(4/3); pixel 2 is void. Loss =
+    (1 * ln 2 + 3 * ln(4/3)) / (1 + 3). Gradient: w * (softmax - one_hot) / 4 per valid pixel, 0 on void.
+    """
+    logits = np.array([[[[0.0, 0.0, 5.0]], [[0.0, np.log(3.0), -5.0]]]])  # (1, 2, 1, 3)
+    label = np.array([[[0, 1, 255]]], dtype=np.float64)
+    loss_fn = SegmentationLoss(aux_weight=0.0, class_weights=[1.0, 3.0])
+    loss, (grad,) = loss_and_grads(loss_fn, logits, label)
+    np.testing.assert_allclose(loss.asscalar(), (np.log(2.0) + 3 * np.log(4.0 / 3.0)) / 4, rtol=1e-6)
+    expected = np.array([[[[-1 / 8, 3 / 16, 0.0]], [[1 / 8, -3 / 16, 0.0]]]])
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
+    assert valid_weight(label, 255, [1.0, 3.0]) == 4.0 and valid_weight(label) == 2.0
+    # a trainer's split: per-device sums over the batch's total weight add up to the whole
+    whole = loss_fn(mx.nd.array(logits), mx.nd.array(label)).asscalar()
+    parts = sum(loss_fn(mx.nd.array(logits[..., s]), mx.nd.array(label[..., s]), 4.0).asscalar()
+                for s in (slice(0, 1), slice(1, 3)))
+    np.testing.assert_allclose(parts, whole, rtol=1e-6)
+
+
+def test_unit_class_weights_change_nothing():
+    logits, label = random_batch(3)
+    plain, (plain_grad,) = loss_and_grads(SegmentationLoss(), logits, label)
+    weighted, (weighted_grad,) = loss_and_grads(SegmentationLoss(class_weights=np.ones(5)), logits, label)
+    np.testing.assert_allclose(weighted.asscalar(), plain.asscalar(), rtol=1e-6)
+    np.testing.assert_allclose(weighted_grad, plain_grad, rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match="3 class weights for logits of 5 classes"):
+        SegmentationLoss(class_weights=[1, 2, 3])(mx.nd.array(logits), mx.nd.array(label))

@@ -7,7 +7,7 @@ import pytest
 from deeplab_gluon.checkpoint import Checkpoint, checkpoint_name
 from deeplab_gluon.train import main, parse_config
 from deeplab_gluon.cli import UsageError
-from deeplab_gluon.trainer import should_checkpoint, should_validate, starting_point
+from deeplab_gluon.trainer import TrainingError, should_checkpoint, should_validate, starting_point
 from tiny_model import save_tiny_checkpoint, tiny_net
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +17,7 @@ def test_validation_and_checkpoint_schedule():
     # 10 iterations an epoch, 35 in all
     assert [it for it in range(1, 36) if should_validate(it, 35, 10, val_every=2)] == [20, 35]
     assert [it for it in range(1, 36) if should_validate(it, 35, 10, val_every=0)] == [35]
+    assert [it for it in range(1, 36) if should_validate(it, 35, 10, val_every=2, val_every_iter=15)] == [15, 30, 35]
     assert [it for it in range(1, 36) if should_checkpoint(it, 35, 10, checkpoint_every=0)] == [10, 20, 30, 35]
     assert [it for it in range(1, 36) if should_checkpoint(it, 35, 10, checkpoint_every=15)] == [15, 30, 35]
 
@@ -62,6 +63,7 @@ def test_resume_last_without_checkpoints_starts_fresh_and_says_so(tmp_path):
      "--num_classes 3 is fewer than the 5 classes of the toy dataset, whose labels would be clipped"),
     (["--resume", "last", "--load_backbone_only", "1"], "--load_backbone_only 1 applies to --init_from"),
     (["--max_iter", "-5"], "--max_iter and --train_epochs cannot be negative"),
+    (["--dataset", "folder"], f"--dataset folder needs --num_classes N or a class list {REPO / 'classes.txt'}"),
     (["--initial_learning_rate", "inf"], "--initial_learning_rate must be a positive number, got inf"),
 ])
 def test_refused_before_any_work_with_one_line(flags, message, capsys):
@@ -69,10 +71,14 @@ def test_refused_before_any_work_with_one_line(flags, message, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"train.py: error: {message}")
 
-def test_each_dataset_trains_on_its_own_split_by_default():
+def test_each_dataset_trains_on_its_own_split_by_default(tmp_path):
     assert parse_config(["--dataset", "voc"]).training_split == "train_aug"
-    assert parse_config(["--dataset", "folder"]).training_split == "train"
     assert parse_config(["--dataset", "toy"]).training_split == "train"
+    assert parse_config(["--dataset", "cityscapes"]).training_split == "train"
+    # a folder dataset: its train.txt when there is one, else every image
+    assert parse_config(["--dataset", "folder", "--data_dir", str(tmp_path)]).training_split == "all"
+    (tmp_path / "train.txt").write_text("a\n")
+    assert parse_config(["--dataset", "folder", "--data_dir", str(tmp_path)]).training_split == "train"
     assert parse_config(["--dataset", "folder", "--train_split", "mine"]).training_split == "mine"
 
 
@@ -145,3 +151,69 @@ def test_a_pretrained_file_that_is_no_parameter_file_is_one_line(tmp_path, capsy
     assert code == 1
     assert capsys.readouterr().err == (f"train.py: error: --pre_trained_model: {weights} is not a parameter file: "
                                        f"Invalid NDArray file format\n")
+
+
+def test_iter_size_and_val_limit_shape_the_data(tmp_path):
+    from deeplab_gluon.data import make_toy_dataset
+    from deeplab_gluon.trainer import load_data
+
+    make_toy_dataset(tmp_path / "toy", num_train=12, num_val=5, image_size=(32, 32), seed=0)
+    flags = ["--dataset", "toy", "--data_dir", str(tmp_path / "toy"), "--batch_size", "2", "--train_epochs", "2"]
+    plain = load_data(parse_config(flags))
+    assert (plain.iterations_per_epoch, plain.max_iter, len(plain.val_set)) == (6, 12, 5)
+    accumulated = load_data(parse_config(flags + ["--iter_size", "3", "--val_limit", "2"]))
+    # an update takes 2 x 3 images: 12 images make 2 updates an epoch
+    assert (accumulated.iterations_per_epoch, accumulated.max_iter, len(accumulated.val_set)) == (2, 4, 2)
+
+
+@pytest.mark.slow
+def test_resume_with_gradient_accumulation_matches_a_straight_run(tmp_path):
+    import signal
+    import time
+
+    import numpy as np
+
+    from deeplab_gluon.data import make_toy_dataset
+    from train_runs import run_train, start_train, train_flags
+
+    make_toy_dataset(tmp_path / "toy", num_train=8, num_val=2, image_size=(32, 32), seed=0)
+    flags = dict(iter_size=2, batch_size=2, checkpoint_every=1, max_iter=6)
+    straight = run_train(train_flags(tmp_path / "toy", tmp_path / "straight", **flags))
+    assert straight.returncode == 0, straight.stderr
+    process = start_train(train_flags(tmp_path / "toy", tmp_path / "split", **flags))
+    deadline = time.time() + 240
+    while (Checkpoint.latest(tmp_path / "split" / "checkpoints") or Checkpoint) is Checkpoint or \
+            Checkpoint.latest(tmp_path / "split" / "checkpoints").iteration < 2:
+        assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert Checkpoint.latest(tmp_path / "split" / "checkpoints").iteration < 6
+    resumed = run_train(train_flags(tmp_path / "toy", tmp_path / "split", resume="last", **flags))
+    assert resumed.returncode == 0, resumed.stderr
+    a = Checkpoint.latest(tmp_path / "straight" / "checkpoints").load()
+    b = Checkpoint.latest(tmp_path / "split" / "checkpoints").load()
+    for name, param in a._collect_params_with_prefix().items():
+        np.testing.assert_allclose(b._collect_params_with_prefix()[name].data().asnumpy(), param.data().asnumpy(),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_bad_validation_label_is_found_before_training(tmp_path, capsys):
+    import numpy as np
+
+    from deeplab_gluon.data import make_toy_dataset, save_index_png
+    from deeplab_gluon.trainer import load_data
+
+    make_toy_dataset(tmp_path / "toy", num_train=4, num_val=3, image_size=(32, 32), seed=0)
+    voc = tmp_path / "toy" / "VOC2012"
+    bad_id = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()[1]
+    save_index_png(voc / "SegmentationClass" / f"{bad_id}.png", np.full((32, 32), 9, np.uint8))  # 5 classes
+    flags = ["--dataset", "toy", "--data_dir", str(tmp_path / "toy"), "--max_iter", "1", "--batch_size", "2",
+             "--output_dir", str(tmp_path / "run"), "--progress", "0"]
+    with pytest.raises(TrainingError, match=rf"validation split: .*{bad_id}.png: label values \[9\] .*"
+                                            r"pass --skip_bad_samples 1 to leave bad samples out"):
+        load_data(parse_config(flags + ["--skip_bad_samples", "0"]))
+    kept = load_data(parse_config(flags)).val_set  # --skip_bad_samples 1, the default
+    assert len(kept) == 2 and bad_id not in kept.ids
+    assert f"{bad_id}.png: label values [9]" in (tmp_path / "run" / "bad_samples.txt").read_text()
+    assert capsys.readouterr().err.count("skipping a bad sample") == 1

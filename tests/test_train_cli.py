@@ -6,6 +6,7 @@ import signal
 import time
 from pathlib import Path
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -27,6 +28,8 @@ def toy_root(tmp_path_factory):
 
 @pytest.mark.parametrize("flag, value, message", [
     ("base_architecture", "resnet_v2_51", "--base_architecture: unknown backbone 'resnet_v2_51'"),
+    ("dilation_rule", "gluoncv", "--dilation_rule: dilation_rule 'gluoncv' is gluoncv's dilated ResNet-v1b/v1s; "
+                                 "resnet101_v2 dilates uniformly only"),
     ("gpus", "0", "--gpus 0: GPU 0 does not exist (MXNet sees 0 GPUs"),
     ("crop_size", "8", "--crop_size 8 is smaller than --output_stride 16"),
     ("data_dir", "/nonexistent/VOCdevkit_aug", "--data_dir /nonexistent/VOCdevkit_aug does not exist"),
@@ -102,4 +105,33 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     assert [s["iteration"] for s in starts] == [0, killed_at]
     summary = json.loads((interrupted / "summary.json").read_text())
     assert summary["iteration"] == 12 and 0 <= summary["final"]["mIoU"] <= 1
+    assert summary["best_iteration"] == 12 and summary["best_mIoU"] == summary["final"]["mIoU"]
     assert (interrupted / "curves.png").stat().st_size > 1000 and (interrupted / "best.ckpt").is_file()
+
+
+def test_decoder_flag_trains_deeplabv3plus_and_records_it(toy_root, tmp_path):
+    output_dir = tmp_path / "plus"
+    done = run_train(train_flags(toy_root, output_dir, max_iter=2, decoder=1, base_architecture="mobilenetv2_1.0"))
+    assert done.returncode == 0, done.stderr
+    saved = Checkpoint.latest(output_dir / "checkpoints")
+    assert saved.spec.decoder and saved.spec.name == "deeplabv3plus_mobilenetv2_1.0_aspp"
+    assert saved.load().decoder is not None
+
+
+def test_pretrained_file_of_another_backbone_is_a_one_line_error(toy_root, tmp_path, capsys):
+    from gluoncv.model_zoo import get_model
+
+    zoo = get_model("resnet18_v1b")
+    zoo.initialize()
+    zoo(mx.nd.zeros((1, 3, 32, 32)))
+    zoo.save_parameters(str(tmp_path / "resnet18_v1b.params"))
+    flags = train_flags(toy_root, tmp_path / "run", base_architecture="resnet50_v1s",
+                        pre_trained_model=tmp_path / "resnet18_v1b.params")
+    assert main(flags) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert error.startswith("train.py: error: --pre_trained_model: ")
+    assert "resnet18_v1b.params is a resnet18_v1b parameter file, not resnet50_v1s: " in error
+    # a flag the backbone refuses is a usage error, found before any step
+    assert main(train_flags(toy_root, tmp_path / "run2", base_architecture="mobilenetv2_1.0", multi_grid="1,2,4")) == 2
+    assert "MobileNetV2 has no multi-grid" in capsys.readouterr().err

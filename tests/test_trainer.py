@@ -123,3 +123,33 @@ def test_head_lr_mult_applies_to_head_parameters_only():
     SegmentationTrainer(net, [mx.cpu()], learning_rate=0.1, head_lr_mult=10)
     assert {p.lr_mult for p in net.head.collect_params().values()} == {10}
     assert {p.lr_mult for p in net.backbone.collect_params().values()} == {1.0}
+
+
+@pytest.mark.parametrize("ctxs", [[mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]], ids=["one device", "two devices"])
+def test_gradient_accumulation_equals_one_step_of_the_whole_batch(ctxs):
+    """With frozen BatchNorm, iter_size 2 over a batch of 4 (two passes of 2) is one update of batch 4."""
+    whole, accumulated = _net([mx.cpu(0)]), _net(ctxs)
+    _copy_weights(whole, accumulated)
+    trainer_whole = SegmentationTrainer(whole, [mx.cpu(0)], learning_rate=1e-4, momentum=0.9)
+    trainer_accumulated = SegmentationTrainer(accumulated, ctxs, learning_rate=1e-4, momentum=0.9, iter_size=2)
+    for step in range(2):  # the second update checks that the first one's gradients were cleared
+        images, labels = _batch(seed=step)
+        assert trainer_accumulated.train_step(images, labels, 1e-4) == pytest.approx(
+            trainer_whole.train_step(images, labels, 1e-4), rel=1e-5)
+    before, after_whole, after_accumulated = _weights(_net([mx.cpu(0)])), _weights(whole), _weights(accumulated)
+    assert sum(not np.allclose(after_whole[name], before[name]) for name in before) > 20
+    for name in after_whole:
+        np.testing.assert_allclose(after_accumulated[name], after_whole[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    assert trainer_accumulated.iteration == 2  # iterations count updates, not passes
+
+
+def test_class_weighted_steps_are_normalised_by_the_weight_sum():
+    """Uniform weights of 2 change nothing (the loss is divided by the valid pixels' summed weight);
+    weights that favour one class change the update."""
+    plain, doubled, skewed = _net([mx.cpu()]), _net([mx.cpu()]), _net([mx.cpu()])
+    losses = [SegmentationTrainer(net, [mx.cpu()], learning_rate=1e-3, class_weights=weights).train_step(
+        *_batch(), 1e-3) for net, weights in ((plain, None), (doubled, [2.0, 2.0, 2.0]), (skewed, [1.0, 1.0, 5.0]))]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5) and losses[2] != pytest.approx(losses[0], rel=1e-3)
+    for name, value in _weights(plain).items():
+        np.testing.assert_allclose(_weights(doubled)[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert any(not np.allclose(_weights(skewed)[name], value) for name, value in _weights(plain).items())

@@ -122,7 +122,8 @@ def test_missing_split_and_root(devkit, tmp_path):
     with pytest.raises(DataError, match=r"split list not found: .*ImageSets/Segmentation/test\.txt"):
         VOCSegDataset(devkit, "test")
     shutil.rmtree(devkit / "benchmark_RELEASE")
-    with pytest.raises(DataError, match=r"train_aug\.txt.*cannot be computed without .*benchmark_RELEASE"):
+    with pytest.raises(DataError, match=r"train_aug\.txt.*cannot be computed: .* no SBD \(benchmark_RELEASE/dataset "
+                                        r"or VOCaug/dataset\) and no VOC2012/SegmentationClassAug"):
         VOCSegDataset(devkit, "train_aug")
     with pytest.raises(DataError, match=r"no VOC2012 dataset at .*nowhere"):
         VOCSegDataset(tmp_path / "nowhere", "val")

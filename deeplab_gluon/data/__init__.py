@@ -1,53 +1,29 @@
-"""Datasets (VOC + SBD, image/label folders, synthetic toy shapes), transforms and label I/O.
+"""Datasets (VOC + SBD, image/label folders, Cityscapes, ADE20K, synthetic toy shapes), transforms and label I/O.
 
 Every dataset yields ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` without a transform and
 ``transform(image, label)`` with one; see ``base.SegmentationDataset`` for the full contract.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
-
+from .ade20k import ADE20K_CLASSES, ADE20K_COLOURS, ADE20KDataset
 from .base import SegmentationDataset
+from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, CityscapesDataset
+from .class_list import read_class_list
 from .errors import DataError
 from .folder import SegFolderDataset
 from .image_io import read_image, write_image
-from .palette import VOC_CLASSES, colorize, read_label, save_index_png, voc_palette
+from .palette import VOC_CLASSES, colorize, full_palette, read_label, save_index_png, voc_palette
+from .registry import (DATASETS, NAMED_CLASSES, NAMED_COLOURS, TRAIN_SPLITS, checkpoint_palette, dataset_classes,
+                       get_dataset, palette_colours)
+from .splits import ALL_IMAGES, NO_SPLIT, is_all_images, wants_split
 from .toy import TOY_CLASSES, make_toy_dataset, render_toy_scene
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, TrainTransform, normalize_image
 from .voc import VOC_SPLITS, VOCSegDataset, compute_train_aug_ids
 
-DATASETS = ("voc", "folder", "toy")
-TRAIN_SPLITS = {"voc": "train_aug", "folder": "train", "toy": "train"}  # each dataset's own training split
-
-
-def dataset_classes(name: str) -> Optional[Sequence[str]]:
-    """The fixed class names of a named dataset, or None where the user defines them (``folder``)."""
-    return {"voc": VOC_CLASSES, "toy": TOY_CLASSES}.get(name)
-
-
-def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transform: Optional[Callable] = None,
-                **kwargs) -> SegmentationDataset:
-    """Build a dataset by name.
-
-    - ``voc``: ``VOCSegDataset(root, split, transform, **kwargs)``; root is ``VOCdevkit_aug/`` or ``VOC2012/``.
-    - ``folder``: ``SegFolderDataset(root, split, transform, **kwargs)``; pass ``num_classes`` or ``classes``.
-    - ``toy``: the synthetic shapes written by ``make_toy_dataset(root)`` (``scripts/make_toy_data.py``),
-      read as ``VOCSegDataset(root, split, transform, classes=TOY_CLASSES)``.
-    """
-    if name == "voc":
-        return VOCSegDataset(root, split, transform, **kwargs)
-    if name == "folder":
-        return SegFolderDataset(root, split, transform, **kwargs)
-    if name == "toy":
-        if not (Path(root) / "VOC2012").is_dir():
-            raise DataError(f"no toy dataset at {root}: create it with "
-                            f"`python scripts/make_toy_data.py --out {root}`")
-        return VOCSegDataset(root, split, transform, classes=kwargs.pop("classes", TOY_CLASSES), **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-
-
-__all__ = ["DATASETS", "TRAIN_SPLITS", "dataset_classes", "DataError", "EvalTransform", "IMAGENET_MEAN", "IMAGENET_STD", "SegFolderDataset",
-           "SegmentationDataset", "TOY_CLASSES", "TrainTransform", "VOCSegDataset", "VOC_CLASSES", "VOC_SPLITS",
-           "colorize", "compute_train_aug_ids", "get_dataset", "make_toy_dataset", "normalize_image",
-           "read_image", "read_label", "render_toy_scene", "save_index_png", "voc_palette", "write_image"]
+__all__ = ["ADE20KDataset", "ADE20K_CLASSES", "ADE20K_COLOURS", "ALL_IMAGES", "CITYSCAPES_CLASSES",
+           "CITYSCAPES_COLOURS", "CityscapesDataset", "DATASETS", "DataError", "EvalTransform", "IMAGENET_MEAN",
+           "IMAGENET_STD", "NAMED_CLASSES", "NAMED_COLOURS", "NO_SPLIT", "SegFolderDataset", "SegmentationDataset",
+           "TOY_CLASSES", "TRAIN_SPLITS", "dataset_classes", "TrainTransform", "VOCSegDataset", "VOC_CLASSES", "VOC_SPLITS", "checkpoint_palette",
+           "colorize", "compute_train_aug_ids", "full_palette", "get_dataset", "is_all_images", "make_toy_dataset",
+           "normalize_image", "palette_colours", "read_class_list", "read_image", "read_label", "render_toy_scene",
+           "save_index_png", "voc_palette", "wants_split", "write_image"]

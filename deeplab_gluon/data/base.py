@@ -1,16 +1,17 @@
 """The item contract shared by every segmentation dataset: (RGB image, class-index label) pairs."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mxnet import gluon
 
 from .errors import DataError
 from .image_io import read_image
-from .palette import read_label
+from .palette import full_palette, read_label
 
 
 class SegmentationDataset(gluon.data.Dataset):
@@ -22,12 +23,24 @@ class SegmentationDataset(gluon.data.Dataset):
     raise ``DataError`` naming the file, so a wrong ``num_classes`` fails at the first sample instead of
     training on silently clipped indices.
 
+    ``palette`` is the (256, 3) uint8 RGB colour of each label value that predictions and masks of this
+    dataset are drawn with (``palette.full_palette`` of the dataset's class colours). ``describe()`` is
+    one line saying what was loaded from where, for the first line of a training log.
+
     The transform is kept in ``sample_transform`` (not ``transform``, which would hide
     ``gluon.data.Dataset.transform``).
     """
 
+    name = "dataset"  # what describe() calls it: voc, folder, cityscapes, ...
+    # Subclasses set these on the instance: the folder and split loaded, and where the list and the
+    # labels came from (e.g. which SBD layout), for describe().
+    root: Optional[Path] = None
+    split: Optional[str] = None
+    source: str = ""
+
     def __init__(self, ids: Sequence[str], image_paths: Sequence[Path], label_paths: Sequence[Path],
-                 classes: Sequence[str], ignore_label: int = 255, transform: Optional[Callable] = None):
+                 classes: Sequence[str], ignore_label: int = 255, transform: Optional[Callable] = None,
+                 class_colours: Optional[Sequence[Sequence[int]]] = None):
         if not len(ids) == len(image_paths) == len(label_paths):
             raise ValueError("ids, image_paths and label_paths must have the same length")
         if not 0 <= ignore_label <= 255:
@@ -40,6 +53,7 @@ class SegmentationDataset(gluon.data.Dataset):
         self.classes: List[str] = list(classes)
         self.ignore_label = int(ignore_label)
         self.sample_transform = transform
+        self.palette = full_palette(class_colours)
 
     @property
     def num_classes(self) -> int:
@@ -58,19 +72,51 @@ class SegmentationDataset(gluon.data.Dataset):
         """Read one label file as (H, W) uint8 class indices; subclasses add formats (e.g. SBD .mat)."""
         return read_label(path)
 
-    def read_sample(self, index: int):
-        """The untransformed ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` pair, checked."""
-        image_path, label_path = self.image_path(index), self.label_path(index)
-        image = read_image(image_path)
+    def read_label_at(self, index: int) -> np.ndarray:
+        """The (H, W) uint8 label of sample ``index``, checked: every value is a class or ``ignore_label``."""
+        label_path = self.label_path(index)
         label = self.load_label(label_path)
-        if image.shape[:2] != label.shape:
-            raise DataError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its label "
-                            f"{label_path} is {label.shape[1]}x{label.shape[0]}")
         bad = (label >= self.num_classes) & (label != self.ignore_label)
         if bad.any():
             values = np.unique(label[bad])[:8].tolist()
             raise DataError(f"{label_path}: label values {values} are neither classes 0..{self.num_classes - 1} "
                             f"nor ignore_label {self.ignore_label}")
+        return label
+
+    def bad_samples(self, progress: bool = False) -> List[Tuple[int, str]]:
+        """``(index, why)`` of every sample whose label does not read or fit, or whose image is no image
+        file OpenCV reads (its header only: decoding every image would cost minutes on a large split)."""
+        import cv2
+        from tqdm import tqdm
+
+        bad = []
+        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file",
+                          disable=None if progress else True,  # None: shown on a terminal only
+                          leave=False):
+            try:
+                self.read_label_at(index)
+                if not cv2.haveImageReader(str(self.image_path(index))):
+                    raise DataError(f"{self.image_path(index)}: not an image file OpenCV can read")
+            except DataError as err:
+                bad.append((index, str(err)))
+        return bad
+
+    def subset(self, indices: Sequence[int]) -> "SegmentationDataset":
+        """The same dataset restricted to the samples at ``indices``, in that order."""
+        subset = copy.copy(self)
+        subset.ids = [self.ids[i] for i in indices]
+        subset._image_paths = [self._image_paths[i] for i in indices]
+        subset._label_paths = [self._label_paths[i] for i in indices]
+        return subset
+
+    def read_sample(self, index: int):
+        """The untransformed ``(image (H, W, 3) uint8 RGB, label (H, W) uint8)`` pair, checked."""
+        image_path = self.image_path(index)
+        image = read_image(image_path)
+        label = self.read_label_at(index)
+        if image.shape[:2] != label.shape:
+            raise DataError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its label "
+                            f"{self.label_path(index)} is {label.shape[1]}x{label.shape[0]}")
         return image, label
 
     def __getitem__(self, index: int):
@@ -78,6 +124,12 @@ class SegmentationDataset(gluon.data.Dataset):
         if self.sample_transform is not None:
             return self.sample_transform(image, label)
         return image, label
+
+    def describe(self) -> str:
+        """One line: ``voc 'train_aug': 10582 images, 21 classes, in VOCdevkit_aug (<source>)``."""
+        where = f", in {self.root}" if self.root is not None else ""
+        source = f" ({self.source})" if self.source else ""
+        return f"{self.name} {self.split!r}: {len(self)} images, {self.num_classes} classes{where}{source}"
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self)} samples, {self.num_classes} classes, "
@@ -93,10 +145,3 @@ def list_dir_files(directory: Path) -> set:
     except FileNotFoundError:
         return set()
 
-
-def read_id_list(path: Path) -> List[str]:
-    """Non-empty, non-comment lines of a split list file, stripped."""
-    if not path.is_file():
-        raise DataError(f"split list not found: {path}")
-    lines = path.read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]

@@ -4,8 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
-from .base import SegmentationDataset, read_id_list
+from .base import SegmentationDataset
+from .class_list import CLASS_LIST_NAME, read_class_list
 from .errors import DataError
+from .list_files import has_pairs, is_list_file_split, list_file_path, read_id_list, read_listed_pairs
+from .palette import voc_palette
+from .splits import ALL_IMAGES, NO_SPLIT, is_all_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG would corrupt class indices
@@ -31,19 +35,29 @@ class SegFolderDataset(SegmentationDataset):
 
         root/images/0001.jpg   root/labels/0001.png
         root/images/0002.jpg   root/labels/0002.png
-        root/train.txt         (optional, one id per line, selected by split="train")
+        root/train.txt         (optional, one id per line, selected by split="train";
+                                split="all" takes every image)
+        root/classes.txt       (optional: class names and colours, one class per line)
 
     Parameters
     ----------
     root : the folder holding ``images/`` and ``labels/``.
-    split : read ids from ``root/<split>.txt``; None uses every image in ``root/images``.
+    split : read ids from ``root/<split>.txt``; a split ending in ``.txt`` is a list file itself (relative
+        to ``root``, or absolute); ``"all"`` (or None, ``""``) takes every image in ``root/images`` and
+        reads no list file.
     transform : ``transform(image, label)`` applied to every item.
-    num_classes : number of classes; defaults to ``len(classes)``. One of the two is required.
+    num_classes : number of classes; None (or 0) takes the count of ``classes`` or of ``root/classes.txt``.
     ignore_label : the label value of void pixels (excluded from loss and metrics).
     list_file : a list file (absolute, or relative to ``root``) overriding ``split``; each line is an id
-        (``images/<id>.*`` + ``labels/<id>.png``) or ``image_path label_path`` relative to ``root``.
-    classes : class names; default ``["class0", "class1", ...]``.
+        (``images/<id>.*`` + ``labels/<id>.png``) or ``image_path label_path`` relative to ``root``, also
+        with a leading ``/`` (DrSleep-style lists; see ``list_files.resolve_listed_path``).
+    classes : class names; default: those of ``root/classes.txt`` (one per line, ``name`` or
+        ``name r g b``, see ``class_list``), else ``["class0", "class1", ...]``.
+
+    ``palette`` colours class i with the colour ``classes.txt`` gives it, else with VOC's colour of i.
     """
+
+    name = "folder"
 
     def __init__(self, root: Union[str, Path], split: Optional[str] = None, transform: Optional[Callable] = None,
                  num_classes: Optional[int] = None, ignore_label: int = 255,
@@ -51,25 +65,59 @@ class SegFolderDataset(SegmentationDataset):
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
-        if num_classes is None and classes is None:
-            raise ValueError("SegFolderDataset needs num_classes or classes")
-        if classes is None:
-            classes = [f"class{i}" for i in range(num_classes)]
-        elif num_classes is not None and num_classes != len(classes):
-            raise ValueError(f"num_classes={num_classes} but {len(classes)} class names were given")
+        classes, colours = self._class_names(root, num_classes, classes)
         self.root, self.split = root, split
 
-        if list_file is None and split is not None:
-            list_file = root / f"{split}.txt"
+        list_file = self._list_file(root, split, list_file)
         if list_file is not None:
-            list_file = root / list_file  # an absolute list_file replaces root
             ids, image_paths, label_paths = self._read_list(root, list_file)
         else:
             ids, image_paths, label_paths = self._pair_folders(root)
+        self.source = f"list {list_file}" if list_file is not None else f"every image in {root / 'images'}"
+        if (root / CLASS_LIST_NAME).is_file() and colours is not None:
+            self.source += f"; classes from {root / CLASS_LIST_NAME}"
         if not ids:
             raise DataError(f"no samples in {list_file if list_file is not None else root / 'images'}")
         super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=ignore_label,
-                         transform=transform)
+                         transform=transform, class_colours=colours)
+
+    @staticmethod
+    def _class_names(root: Path, num_classes: Optional[int], classes: Optional[Sequence[str]]):
+        """``(names, colours)``: names from ``classes``, else ``root/classes.txt``, else ``class0..``;
+        colours (C, 3) from ``classes.txt`` when it lists as many classes, else None (VOC colours)."""
+        class_file = root / CLASS_LIST_NAME
+        listed = read_class_list(class_file) if class_file.is_file() else None
+        if num_classes == 0:
+            num_classes = None  # train.py's "--num_classes 0": the dataset's own count
+        if classes is None and listed is not None:
+            classes = listed[0]
+            if num_classes is not None and num_classes != len(classes):
+                raise DataError(f"num_classes is {num_classes} but {class_file} lists {len(classes)} classes")
+        if classes is None:
+            if num_classes is None:
+                raise DataError(f"{root}: the number of classes is unknown: give num_classes or classes, or "
+                                f"write {class_file} (one class name per line)")
+            classes = [f"class{i}" for i in range(num_classes)]
+        elif num_classes is not None and num_classes != len(classes):
+            raise ValueError(f"num_classes={num_classes} but {len(classes)} class names were given")
+        if listed is None or len(listed[0]) != len(classes):
+            return list(classes), None
+        default = voc_palette()
+        return list(classes), [colour if colour is not None else tuple(default[index])
+                               for index, colour in enumerate(listed[1])]
+
+    @staticmethod
+    def _list_file(root: Path, split: Optional[str], list_file: Optional[Union[str, Path]]) -> Optional[Path]:
+        """The list file to read, or None for every image in ``images/``."""
+        if list_file is None and not is_all_images(split):
+            if split.strip().lower() == NO_SPLIT:
+                raise DataError(f"split {split!r} means no dataset (e.g. no validation): nothing to load from {root}")
+            list_file = split if is_list_file_split(split) else f"{split}.txt"
+            if not is_list_file_split(split) and not (root / list_file).is_file():
+                raise DataError(f"split list not found: {root / list_file} (write it, one id per line, or use "
+                                f"the split '{ALL_IMAGES}' for every image in {root / 'images'})")
+        # joined once: a relative root must not be joined twice; an absolute list_file replaces root
+        return None if list_file is None else list_file_path(root, list_file)
 
     @staticmethod
     def _pair_folders(root: Path, wanted: Optional[List[str]] = None):
@@ -85,18 +133,6 @@ class SegFolderDataset(SegmentationDataset):
 
     def _read_list(self, root: Path, list_file: Path):
         lines = read_id_list(list_file)
-        if all(len(line.split()) == 1 for line in lines):
-            return self._pair_folders(root, lines)
-        ids, image_paths, label_paths = [], [], []
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if len(fields) != 2:
-                raise DataError(f"{list_file}:{number}: expected 'image_path label_path' or one id, got {line!r}")
-            image_path, label_path = root / fields[0], root / fields[1]
-            for path in (image_path, label_path):
-                if not path.is_file():
-                    raise DataError(f"file not found: {path} (listed in {list_file}:{number})")
-            ids.append(image_path.stem)
-            image_paths.append(image_path)
-            label_paths.append(label_path)
-        return ids, image_paths, label_paths
+        if has_pairs(lines):
+            return read_listed_pairs(lines, list_file, [root])
+        return self._pair_folders(root, lines)

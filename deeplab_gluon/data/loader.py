@@ -49,11 +49,11 @@ class SeededTransformDataset(Dataset):
                 if self.bad_sample_log is None:
                     raise
                 self._known_bad.add(candidate)
-                _log_once(self.bad_sample_log, str(err))
+                log_bad_sample(self.bad_sample_log, str(err))
         raise DataError(f"no readable sample left in the dataset (see {self.bad_sample_log})")
 
 
-def _log_once(path: str, message: str) -> None:
+def log_bad_sample(path: str, message: str) -> None:
     """Append ``message`` to ``path`` unless a line already holds it; prints it when it is new."""
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # loader processes may meet the same file at once

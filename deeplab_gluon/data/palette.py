@@ -1,8 +1,9 @@
-"""PASCAL VOC class names and colour map; reading and writing label PNGs as class indices."""
+"""PASCAL VOC class names and colour map, palettes from class colours; reading and writing label PNGs as
+class indices."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 # PIL only for palette PNGs: OpenCV expands a palette to RGB and loses the class indices.
@@ -32,6 +33,20 @@ def voc_palette() -> np.ndarray:
             bit = (index >> (3 * shift + channel)) & 1
             palette[:, channel] |= bit << (7 - shift)
     return palette.astype(np.uint8)
+
+
+def full_palette(class_colours: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
+    """A (256, 3) uint8 RGB palette: ``class_colours`` (C, 3) for indices ``0..C-1``, the VOC colours
+    for the rest, so that indices past the classes stay distinct and 255 (void) keeps VOC's
+    (224, 224, 192). Without ``class_colours`` it is the VOC palette."""
+    palette = voc_palette()
+    if class_colours is not None and len(class_colours):
+        colours = np.asarray(class_colours, dtype=np.int64).reshape(-1, 3)
+        if len(colours) > 256 or colours.min() < 0 or colours.max() > 255:
+            raise ValueError(f"class colours must be at most 256 RGB triples of 0..255, got shape "
+                             f"{colours.shape} with values {colours.min()}..{colours.max()}")
+        palette[:len(colours)] = colours
+    return palette
 
 
 def colorize(mask: np.ndarray, palette: Optional[np.ndarray] = None) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Dict, Optional, Union
 
 from tqdm import tqdm
 
-from .base import read_id_list
+from .list_files import read_id_list
 from .errors import DataError
 from .voc import VOCSegDataset, compute_train_aug_ids, read_split_ids, sbd_dataset_dir
 

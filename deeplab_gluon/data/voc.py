@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.io
 
-from .base import SegmentationDataset, list_dir_files, read_id_list
+from .base import SegmentationDataset, list_dir_files
 from .errors import DataError
+from .list_files import has_pairs, is_list_file_split, list_file_path, read_id_list, read_listed_pairs
 from .palette import VOC_CLASSES
 
 VOC_SPLITS = ("train", "val", "trainval", "train_aug")
@@ -18,7 +19,7 @@ PREPARE_HINT = "see docs/data.md (scripts/prepare_voc.py)"
 def resolve_voc_root(root: Union[str, Path]) -> Tuple[Path, Path]:
     """``(devkit, voc2012)`` folders from either ``VOCdevkit_aug/`` (holding ``VOC2012/``) or ``VOC2012/``.
 
-    SBD, when present, lives at ``devkit / "benchmark_RELEASE"``.
+    SBD, when present, lives in ``devkit`` (see :func:`find_sbd`).
     """
     root = Path(root)
     if (root / "VOC2012").is_dir():
@@ -30,8 +31,23 @@ def resolve_voc_root(root: Union[str, Path]) -> Tuple[Path, Path]:
 
 
 def sbd_dataset_dir(devkit: Path) -> Path:
-    """Where the SBD ``benchmark.tgz`` puts images (``img/``), labels (``cls/``) and its split lists."""
+    """Where the SBD ``benchmark.tgz`` puts images (``img/``), labels (``cls/``) and its split lists
+    (where ``scripts/prepare_voc.py`` installs SBD)."""
     return devkit / "benchmark_RELEASE" / "dataset"
+
+
+# Where SBD is found inside the devkit, in order: as extracted from benchmark.tgz, or renamed to
+# VOCaug/ by gluoncv's scripts/datasets/pascal_voc.py (which the gluon DeepLabV3 recipe uses).
+SBD_LAYOUTS = (("benchmark_RELEASE/dataset", "SBD"), ("VOCaug/dataset", "SBD in gluoncv's VOCaug layout"))
+
+
+def find_sbd(devkit: Path) -> Optional[Tuple[Path, str]]:
+    """``(folder, description)`` of the first SBD layout present in ``devkit``, or None."""
+    for relative, description in SBD_LAYOUTS:
+        folder = devkit / relative
+        if folder.is_dir():
+            return folder, description
+    return None
 
 
 def compute_train_aug_ids(voc_train: Iterable[str], voc_val: Iterable[str], sbd_train: Iterable[str],
@@ -42,6 +58,22 @@ def compute_train_aug_ids(voc_train: Iterable[str], voc_val: Iterable[str], sbd_
     """
     held_out = set(voc_val)
     return sorted((set(voc_train) | set(sbd_train) | set(sbd_val)) - held_out)
+
+
+def _shown_path(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when inside it (shorter in a log line), else as it is."""
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _count_by_folder(paths: Sequence[Path], base: Path) -> str:
+    """``1464 VOC2012/SegmentationClass, 9118 VOCaug/dataset/cls``: how many files come from each folder."""
+    counts: Dict[Path, int] = {}
+    for path in paths:
+        counts[path.parent] = counts.get(path.parent, 0) + 1
+    return ", ".join(f"{count} {_shown_path(folder, base)}" for folder, count in counts.items())
 
 
 def read_sbd_label(path: Path) -> np.ndarray:
@@ -55,22 +87,49 @@ def read_sbd_label(path: Path) -> np.ndarray:
 
 
 def read_split_ids(devkit: Path, voc2012: Path, split: str) -> List[str]:
-    """Ids of a split from ``ImageSets/Segmentation/<split>.txt``; ``train_aug`` is computed from the
-    VOC and SBD lists when its file has not been written (``scripts/prepare_voc.py`` writes it)."""
+    """The lines of a split (ids, or ``image label`` pairs); see :func:`read_split`."""
+    return read_split(devkit, voc2012, split)[0]
+
+
+def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = None) -> Tuple[List[str], Path, str]:
+    """``(lines, list_file, how)`` of a split: its lines (ids or ``image label`` pairs), the list file
+    read or expected (for messages), and a few words on where the list came from.
+
+    ``split`` is ``ImageSets/Segmentation/<split>.txt``, or, ending in ``.txt``, a list file relative to
+    ``root`` (the folder the user gave, default ``devkit``) or absolute. Without a ``train_aug.txt``,
+    ``train_aug`` is computed from the VOC lists and SBD's (in either layout of ``SBD_LAYOUTS``), else
+    from the labels in ``SegmentationClassAug/`` minus VOC ``val``.
+    """
+    if is_list_file_split(split):
+        list_file = list_file_path(devkit if root is None else root, split)
+        return read_id_list(list_file), list_file, f"list {list_file}"
     lists = voc2012 / "ImageSets" / "Segmentation"
     list_file = lists / f"{split}.txt"
     if list_file.is_file():
-        return read_id_list(list_file)
-    if split == "train_aug":
-        sbd = sbd_dataset_dir(devkit)
-        needed = [lists / "train.txt", lists / "val.txt", sbd / "train.txt", sbd / "val.txt"]
-        missing = [p for p in needed if not p.is_file()]
-        if missing:
-            raise DataError(f"split list not found: {list_file}, and it cannot be computed without "
-                            f"{missing[0]}; {PREPARE_HINT}")
-        return compute_train_aug_ids(*(read_id_list(p) for p in needed))
-    known = ", ".join(VOC_SPLITS)
-    raise DataError(f"split list not found: {list_file} (VOC splits: {known})")
+        return read_id_list(list_file), list_file, f"list {_shown_path(list_file, devkit)}"
+    if split != "train_aug":
+        raise DataError(f"split list not found: {list_file} (VOC splits: {', '.join(VOC_SPLITS)}, or a .txt list "
+                        f"file relative to {devkit if root is None else root})")
+    sbd = find_sbd(devkit)
+    aug_labels = voc2012 / "SegmentationClassAug"
+    if sbd is not None:
+        needed = [lists / "train.txt", lists / "val.txt", sbd[0] / "train.txt", sbd[0] / "val.txt"]
+        how = f"computed from VOC2012 train/val and {_shown_path(sbd[0], devkit)} ({sbd[1]}) train/val"
+    elif aug_labels.is_dir():
+        needed = [lists / "val.txt"]
+        how = "computed as the labels in VOC2012/SegmentationClassAug minus VOC2012 val"
+    else:
+        raise DataError(f"split list not found: {list_file}, and it cannot be computed: {devkit} has no SBD "
+                        f"({' or '.join(folder for folder, _ in SBD_LAYOUTS)}) and no "
+                        f"VOC2012/SegmentationClassAug; {PREPARE_HINT}")
+    missing = [p for p in needed if not p.is_file()]
+    if missing:
+        raise DataError(f"split list not found: {list_file}, and it cannot be computed without "
+                        f"{missing[0]}; {PREPARE_HINT}")
+    if sbd is not None:
+        return compute_train_aug_ids(*(read_id_list(p) for p in needed)), list_file, how
+    labelled = sorted(name[:-4] for name in list_dir_files(aug_labels) if name.endswith(".png"))
+    return compute_train_aug_ids(labelled, read_id_list(needed[0]), [], []), list_file, how
 
 
 class VOCSegDataset(SegmentationDataset):
@@ -78,30 +137,43 @@ class VOCSegDataset(SegmentationDataset):
 
     Parameters
     ----------
-    root : ``VOCdevkit_aug/`` (holding ``VOC2012/`` and optionally ``benchmark_RELEASE/``) or ``VOC2012/``.
-    split : ``train``, ``val``, ``trainval``, ``train_aug`` (or any ``ImageSets/Segmentation/<split>.txt``).
+    root : ``VOCdevkit_aug/`` (holding ``VOC2012/`` and optionally SBD as ``benchmark_RELEASE/`` or
+        gluoncv's ``VOCaug/``) or ``VOC2012/`` itself.
+    split : ``train``, ``val``, ``trainval``, ``train_aug`` (or any ``ImageSets/Segmentation/<split>.txt``),
+        or a ``.txt`` list file relative to ``root`` or absolute (see :func:`read_split`).
     transform : ``transform(image, label)`` applied to every item, e.g. ``TrainTransform``.
     classes : class names; their count is ``num_classes`` (the toy dataset passes ``TOY_CLASSES``).
 
-    The label file of each id is found, in this order, as the VOC palette PNG
+    A list of ids: the label file of each id is found, in this order, as the VOC palette PNG
     ``SegmentationClass/<id>.png`` (read as palette indices), the grey PNG
-    ``SegmentationClassAug/<id>.png``, or SBD's ``benchmark_RELEASE/dataset/cls/<id>.mat``; the image as
-    ``JPEGImages/<id>.jpg`` or SBD's ``img/<id>.jpg``. All files are checked when the dataset is built.
+    ``SegmentationClassAug/<id>.png``, or SBD's ``cls/<id>.mat``; the image as ``JPEGImages/<id>.jpg``
+    or SBD's ``img/<id>.jpg``. A list of ``image label`` pairs (DrSleep's ``/JPEGImages/<id>.jpg
+    /SegmentationClassAug/<id>.png``): paths relative to ``VOC2012/``, else to ``root``, a leading ``/``
+    included (see ``list_files.resolve_listed_path``). All files are checked when the dataset is built;
+    ``source`` (and ``describe()``) says where the list and the labels came from.
     """
+
+    name = "voc"
 
     def __init__(self, root: Union[str, Path], split: str = "train", transform: Optional[Callable] = None,
                  classes: Sequence[str] = VOC_CLASSES):
         devkit, voc2012 = resolve_voc_root(root)
         self.root, self.split = Path(root), split
-        ids = read_split_ids(devkit, voc2012, split)
-        if not ids:
-            raise DataError(f"split list {voc2012 / 'ImageSets' / 'Segmentation' / f'{split}.txt'} is empty")
-        sbd = sbd_dataset_dir(devkit)
-        image_dirs = [(voc2012 / "JPEGImages", ".jpg"), (sbd / "img", ".jpg")]
-        label_dirs = [(voc2012 / "SegmentationClass", ".png"), (voc2012 / "SegmentationClassAug", ".png"),
-                      (sbd / "cls", ".mat")]
-        image_paths = self._locate(ids, image_dirs, "image", split)
-        label_paths = self._locate(ids, label_dirs, "label", split)
+        lines, list_file, list_source = read_split(devkit, voc2012, split, root=Path(root))
+        if not lines:
+            raise DataError(f"split list {list_file} is empty")
+        if has_pairs(lines):
+            ids, image_paths, label_paths = read_listed_pairs(lines, list_file, [voc2012, devkit])
+        else:
+            ids = lines
+            sbd = find_sbd(devkit)
+            sbd_dir = sbd[0] if sbd is not None else sbd_dataset_dir(devkit)
+            image_dirs = [(voc2012 / "JPEGImages", ".jpg"), (sbd_dir / "img", ".jpg")]
+            label_dirs = [(voc2012 / "SegmentationClass", ".png"), (voc2012 / "SegmentationClassAug", ".png"),
+                          (sbd_dir / "cls", ".mat")]
+            image_paths = self._locate(ids, image_dirs, "image", split)
+            label_paths = self._locate(ids, label_dirs, "label", split)
+        self.source = f"{list_source}; labels: {_count_by_folder(label_paths, devkit)}"
         super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=255, transform=transform)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""DeepLabV3: backbone -> context head -> bilinear upsampling to the input size; ``build_model(spec)``."""
+"""DeepLabV3(+): backbone -> context head [-> decoder] -> upsampling to the input size; ``build_model(spec)``."""
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
@@ -7,12 +7,16 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from .backbones import BACKBONES, get_backbone
+from .decoder import Decoder
 from .heads import ASPP_RATES, ASPPHead, FCNHead, VORTEX_RATES, VortexHead
 from .spec import HEADS, ModelSpec
 
 
 class DeepLabV3(HybridBlock):
-    """Backbone, context head and optional auxiliary head, composed.
+    """Backbone, context head, optional DeepLabV3+ decoder and optional auxiliary head, composed.
+
+    With a ``decoder``, the head gives its 256-channel features (built with ``num_classes=None``)
+    and the decoder classifies them with the backbone's stride-4 features: DeepLabV3+.
 
     Forward: ``x`` (N, 3, H, W) -> logits (N, num_classes, H, W), or ``(logits, aux_logits)``
     when an auxiliary head is given. The upsampling takes its size from ``x`` at run time
@@ -20,16 +24,20 @@ class DeepLabV3(HybridBlock):
     """
 
     def __init__(self, backbone: HybridBlock, head: HybridBlock, aux_head: Optional[HybridBlock] = None,
-                 **kwargs):
+                 decoder: Optional[HybridBlock] = None, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.backbone = backbone
             self.head = head
             self.aux_head = aux_head
+            self.decoder = decoder
 
     def hybrid_forward(self, F, x):
-        _, stage3, features = self.backbone(x)
-        logits = F.contrib.BilinearResize2D(self.head(features), x, mode="like")
+        low_level, stage3, features = self.backbone(x)
+        out = self.head(features)
+        if self.decoder is not None:
+            out = self.decoder(out, low_level)
+        logits = F.contrib.BilinearResize2D(out, x, mode="like")
         if self.aux_head is None:
             return logits
         return logits, F.contrib.BilinearResize2D(self.aux_head(stage3), x, mode="like")
@@ -66,15 +74,19 @@ def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: b
     if freeze_bn:
         norm_kwargs["use_global_stats"] = True
     norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
-    body = get_backbone(spec.backbone, spec.output_stride, spec.multi_grid or None, **norm)
+    body = get_backbone(spec.backbone, spec.output_stride, spec.multi_grid or None,
+                        dilation_rule=spec.dilation_rule, **norm)
     rates = head_rates(spec.head, spec.output_stride)
+    head_classes = None if spec.decoder else spec.num_classes  # with a decoder, the head gives features
     if spec.head == "aspp":
-        context_head = ASPPHead(body.out_channels, spec.num_classes, rates, dropout=dropout, **norm)
+        context_head = ASPPHead(body.out_channels, head_classes, rates, dropout=dropout,
+                                variant=spec.head_variant, **norm)
     else:
-        context_head = VortexHead(body.out_channels, spec.num_classes, rates, module=spec.vortex_module,
-                                  dropout=dropout, **norm)
+        context_head = VortexHead(body.out_channels, head_classes, rates, module=spec.vortex_module,
+                                  dropout=dropout, variant=spec.head_variant, **norm)
     aux_head = FCNHead(body.stage3_channels, spec.num_classes, dropout=dropout, **norm) if spec.aux else None
-    net = DeepLabV3(body, context_head, aux_head)
+    decoder = Decoder(body.low_level_channels, spec.num_classes, dropout=dropout, **norm) if spec.decoder else None
+    net = DeepLabV3(body, context_head, aux_head, decoder)
     if freeze_bn:
         freeze_batchnorm(net)
     if initialize:
@@ -88,24 +100,28 @@ def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: b
             body.load_pretrained(pretrained_base, ctx)
         else:
             body.initialize(init, ctx=ctx)
-        context_head.initialize(init, ctx=ctx)
-        if aux_head is not None:
-            aux_head.initialize(init, ctx=ctx)
+        for block in (context_head, aux_head, decoder):
+            if block is not None:
+                block.initialize(init, ctx=ctx)
     return net
 
 
 def get_deeplab(backbone: str = "resnet50_v2", head: str = "aspp", output_stride: int = 16,
                 num_classes: int = 21, pretrained_base: Optional[str] = None,
                 multi_grid: Optional[Sequence[int]] = None, aux: bool = False, freeze_bn: bool = False,
-                vortex_module: str = "A", ctx=None, initialize: bool = True, **build_kwargs) -> DeepLabV3:
+                vortex_module: str = "A", decoder: bool = False, head_variant: str = "deeplab",
+                dilation_rule: str = "uniform", ctx=None, initialize: bool = True, **build_kwargs) -> DeepLabV3:
     """Build a DeepLabV3 from keywords: ``build_model(ModelSpec(backbone, head, ...), ctx, ...)``.
 
     ``backbone``: any name :func:`list_backbones` gives (``resnet_v2_50`` is accepted too); ``head``:
     ``"aspp"`` or ``"vortex"``; ``output_stride``: 8, 16 or 32; ``multi_grid``: unit rates of the last
-    stage, e.g. ``(1, 2, 4)``; ``aux``: the FCN auxiliary head on stage 3. The rest as in :func:`build_model`.
+    stage, e.g. ``(1, 2, 4)``; ``aux``: the FCN auxiliary head on stage 3; ``decoder``: DeepLabV3+;
+    ``head_variant``: ``"deeplab"`` or ``"gluoncv"``; ``dilation_rule``: ``"uniform"`` or ``"gluoncv"``
+    (ResNet-v1b/v1s). The rest as in :func:`build_model`.
     """
     spec = ModelSpec(backbone=backbone, head=head, num_classes=num_classes, output_stride=output_stride,
-                     multi_grid=tuple(multi_grid or ()), vortex_module=vortex_module, aux=aux)
+                     multi_grid=tuple(multi_grid or ()), vortex_module=vortex_module, aux=aux, decoder=decoder,
+                     head_variant=head_variant, dilation_rule=dilation_rule)
     return build_model(spec, ctx, freeze_bn=freeze_bn, pretrained_base=pretrained_base, initialize=initialize,
                        **build_kwargs)
 
@@ -130,8 +146,9 @@ def freeze_batchnorm(net: mx.gluon.Block) -> None:
 
 
 # name -> the spec fields it fixes, e.g. "deeplabv3_resnet101_v2_aspp"
-MODEL_REGISTRY = {ModelSpec(backbone=backbone, head=head).name: dict(backbone=backbone, head=head)
-                  for backbone in BACKBONES for head in HEADS}
+MODEL_REGISTRY = {ModelSpec(backbone=backbone, head=head, decoder=decoder).name:
+                  dict(backbone=backbone, head=head, decoder=decoder)
+                  for backbone in BACKBONES for head in HEADS for decoder in (False, True)}
 
 
 def list_models() -> List[str]:

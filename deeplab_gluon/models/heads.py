@@ -1,16 +1,26 @@
 """Context heads on top of the backbone: ASPP (DeepLabV3), Vortex Pooling, and the FCN auxiliary head.
 
 Every head maps features (N, C_in, h, w) to logits (N, num_classes, h, w); the network
-upsamples them to the input size.
+upsamples them to the input size. Built with ``num_classes=None``, a context head stops at its
+fused 256-channel features (N, 256, h, w) instead, for the DeepLabV3+ decoder to classify.
+
+A context head ends in one of two fusions of its concatenated branches (``variant``):
+
+- ``"deeplab"``: 1x1 conv-BN-ReLU to 256 -> dropout -> 1x1 classifier (the DeepLabV3 paper's);
+- ``"gluoncv"``: gluoncv's ``_DeepLabHead``: 1x1 conv-BN-ReLU -> dropout 0.5 -> 3x3 conv-BN-ReLU
+  -> dropout -> 1x1 classifier, so gluoncv's trained DeepLabV3 weights load and give its outputs.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 HEAD_CHANNELS = 256
+HEAD_VARIANTS = ("deeplab", "gluoncv")
+# gluoncv's _ASPP.project ends in Dropout(0.5), before its _DeepLabHead's 3x3 conv
+GLUONCV_PROJECT_DROPOUT = 0.5
 
 # Atrous rates per output stride. ASPP: the DeepLabV3 paper's (6, 12, 18) at OS16, doubled at OS8.
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
@@ -55,36 +65,72 @@ class Classifier(HybridBlock):
     """Conv -> norm -> ReLU -> dropout -> 1x1 classifier: the end of every head.
 
     The context heads fuse their concatenated branches with a 1x1 conv to 256 channels;
-    the auxiliary FCN head uses a 3x3 conv to ``in_channels // 4``.
+    the auxiliary FCN head uses a 3x3 conv to ``in_channels // 4``. ``num_classes=None`` stops
+    after the ReLU (no dropout, no classifier): the decoder that follows has its own.
     """
 
-    def __init__(self, in_channels, num_classes, mid_channels=HEAD_CHANNELS, kernel_size=1, dropout=0.1,
-                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+    def __init__(self, in_channels, num_classes: Optional[int], mid_channels=HEAD_CHANNELS, kernel_size=1,
+                 dropout=0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.project = ConvBNReLU(in_channels, mid_channels, kernel_size, norm_layer=norm_layer,
                                       norm_kwargs=norm_kwargs)
-            self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+            classify = num_classes is not None
+            self.dropout = nn.Dropout(dropout) if dropout > 0 and classify else None
             # small initial logits: a He-initialised classifier starts with losses around 10
-            self.classifier = nn.Conv2D(num_classes, 1, in_channels=mid_channels,
-                                        weight_initializer=mx.init.Normal(0.01))
+            self.classifier = (nn.Conv2D(num_classes, 1, in_channels=mid_channels,
+                                         weight_initializer=mx.init.Normal(0.01)) if classify else None)
 
     def hybrid_forward(self, F, x):
         x = self.project(x)
         if self.dropout is not None:
             x = self.dropout(x)
-        return self.classifier(x)
+        return x if self.classifier is None else self.classifier(x)
+
+
+class GluonCVFusion(HybridBlock):
+    """gluoncv's ending of a DeepLabV3 head: (N, C_in, h, w) -> logits (N, num_classes, h, w).
+
+    1x1 conv-BN-ReLU to 256 (gluoncv's ``_ASPP.project``) -> dropout 0.5 -> 3x3 conv-BN-ReLU ->
+    dropout -> 1x1 classifier (its ``_DeepLabHead.block``). ``num_classes=None`` stops after the
+    3x3 conv's ReLU: 256-channel features.
+    """
+
+    def __init__(self, in_channels, num_classes: Optional[int], dropout=0.1, norm_layer=nn.BatchNorm,
+                 norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+        with self.name_scope():
+            self.project = ConvBNReLU(in_channels, HEAD_CHANNELS, 1, **norm)
+            self.dropout = nn.Dropout(GLUONCV_PROJECT_DROPOUT)
+            self.block = Classifier(HEAD_CHANNELS, num_classes, kernel_size=3, dropout=dropout, **norm)
+
+    def hybrid_forward(self, F, x):
+        return self.block(self.dropout(self.project(x)))
+
+
+def head_fusion(in_channels: int, num_classes: Optional[int], variant: str = "deeplab", dropout: float = 0.1,
+                norm_layer=nn.BatchNorm, norm_kwargs=None) -> HybridBlock:
+    """The block that fuses a context head's concatenated branches (see the module docstring)."""
+    if variant not in HEAD_VARIANTS:
+        raise ValueError(f"head variant must be one of {', '.join(HEAD_VARIANTS)}, got {variant!r}")
+    kind = Classifier if variant == "deeplab" else GluonCVFusion
+    return kind(in_channels, num_classes, dropout=dropout, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
 
 
 class ASPPHead(HybridBlock):
     """Atrous Spatial Pyramid Pooling with image pooling (DeepLabV3, section 3.3).
 
     Branches: 1x1 conv; three 3x3 atrous convs at ``rates``; image pooling. Each gives
-    256 channels; they are concatenated (1280) and fused by :class:`Classifier`.
+    256 channels; they are concatenated (1280) and fused by :func:`head_fusion` of ``variant``.
+    gluoncv's ``_ASPP`` has the same branches (its rates are 12, 24, 36 at its fixed output
+    stride 8, as ``ASPP_RATES[8]``), but upsamples its pooling branch to a size fixed at
+    construction; :class:`ImagePooling` broadcasts to the feature map's size at run time.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int] = (6, 12, 18),
-                 dropout: float = 0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+    def __init__(self, in_channels: int, num_classes: Optional[int], rates: Sequence[int] = (6, 12, 18),
+                 dropout: float = 0.1, variant: str = "deeplab", norm_layer=nn.BatchNorm, norm_kwargs=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.rates = tuple(rates)
         norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
@@ -94,7 +140,7 @@ class ASPPHead(HybridBlock):
             for rate in self.rates:
                 self.branches.add(ConvBNReLU(in_channels, HEAD_CHANNELS, 3, dilation=rate, **norm))
             self.branches.add(ImagePooling(in_channels, HEAD_CHANNELS, **norm))
-            self.fusion = Classifier(HEAD_CHANNELS * len(self.branches), num_classes, dropout=dropout, **norm)
+            self.fusion = head_fusion(HEAD_CHANNELS * len(self.branches), num_classes, variant, dropout, **norm)
 
     def hybrid_forward(self, F, x):
         return self.fusion(F.concat(*[branch(x) for branch in self.branches], dim=1))
@@ -175,11 +221,12 @@ class VortexHead(HybridBlock):
     ``module="A"`` pools each branch from the features independently (the paper's module A);
     ``module="B"`` cascades the poolings (3x3 box, then 3x3 taps 3 apart = 9x9 box, then taps
     9 apart = 27x27 box), sharing work between branches; it needs each rate 3x the previous.
-    Even rates pool over r + 1 so the window stays centred.
+    Even rates pool over r + 1 so the window stays centred. The fusion is :func:`head_fusion` of ``variant``.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int] = (3, 9, 27),
-                 module: str = "A", dropout: float = 0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+    def __init__(self, in_channels: int, num_classes: Optional[int], rates: Sequence[int] = (3, 9, 27),
+                 module: str = "A", dropout: float = 0.1, variant: str = "deeplab", norm_layer=nn.BatchNorm,
+                 norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.rates, self.module = tuple(rates), module.upper()
         if self.module not in ("A", "B"):
@@ -202,7 +249,7 @@ class VortexHead(HybridBlock):
             self.atrous = nn.HybridSequential(prefix="")
             for rate in self.rates:
                 self.atrous.add(ConvBNReLU(in_channels, HEAD_CHANNELS, 3, dilation=rate, **norm))
-            self.fusion = Classifier(HEAD_CHANNELS * (2 + len(self.rates)), num_classes, dropout=dropout, **norm)
+            self.fusion = head_fusion(HEAD_CHANNELS * (2 + len(self.rates)), num_classes, variant, dropout, **norm)
 
     def hybrid_forward(self, F, x):
         outputs = [self.image_pooling(x), self.conv1x1(x)]

@@ -5,7 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import List, Tuple
 
-from .backbones import canonical_backbone
+from .backbones import DILATION_RULES, canonical_backbone, check_dilation_rule
+from .heads import HEAD_VARIANTS
 
 HEADS = ("aspp", "vortex")
 OUTPUT_STRIDES = (8, 16, 32)
@@ -28,9 +29,17 @@ class ModelSpec:
     multi_grid: Tuple[int, ...] = ()    # unit rates of the last stage, e.g. (1, 2, 4); changes no weight
     vortex_module: str = "A"            # Vortex Pooling module A or B; changes no weight
     aux: bool = False                   # the auxiliary FCN head on stage 3
+    decoder: bool = False               # the DeepLabV3+ decoder on the backbone's stride-4 features
+    # How the head fuses its branches: "deeplab" (1x1 conv, the paper's) or "gluoncv" (1x1 conv, then
+    # gluoncv's 3x3 conv), see models/heads.py. gluoncv's trained DeepLabV3 is
+    # head_variant="gluoncv", dilation_rule="gluoncv", output_stride=8, aux=True.
+    head_variant: str = "deeplab"
+    # "uniform", or "gluoncv" (ResNet-v1b/v1s: the first block of a dilated stage at half its rate,
+    # see backbones/resnet_v1b.py); changes no weight
+    dilation_rule: str = "uniform"
 
     # what must agree for a checkpoint's weights to fit a network
-    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux")
+    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux", "decoder", "head_variant")
 
     def __post_init__(self):
         def set_field(name, value):  # frozen: normalise in place once, here
@@ -43,6 +52,9 @@ class ModelSpec:
         set_field("num_classes", int(self.num_classes))
         set_field("output_stride", int(self.output_stride))
         set_field("aux", bool(self.aux))
+        set_field("decoder", bool(self.decoder))
+        set_field("head_variant", str(self.head_variant).lower())
+        set_field("dilation_rule", str(self.dilation_rule).lower())
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.num_classes < 1:
@@ -53,11 +65,16 @@ class ModelSpec:
             raise ValueError(f"Vortex module must be A or B, got {self.vortex_module!r}")
         if any(rate < 1 for rate in self.multi_grid):
             raise ValueError(f"multi_grid rates must be >= 1, got {self.multi_grid}")
+        if self.head_variant not in HEAD_VARIANTS:
+            raise ValueError(f"head_variant must be one of {', '.join(HEAD_VARIANTS)}, got {self.head_variant!r}")
+        check_dilation_rule(self.backbone, self.dilation_rule)
 
     @property
     def name(self) -> str:
-        """The registry-style name, e.g. ``deeplabv3_resnet101_v2_aspp``."""
-        return f"deeplabv3_{self.backbone}_{self.head}"
+        """The registry-style name, e.g. ``deeplabv3_resnet101_v2_aspp``, ``deeplabv3plus_xception65_vortex``;
+        a gluoncv-style head adds ``_gluoncv`` (``deeplabv3_resnet101_v1s_aspp_gluoncv``)."""
+        variant = "" if self.head_variant == "deeplab" else f"_{self.head_variant}"
+        return f"deeplabv3{'plus' if self.decoder else ''}_{self.backbone}_{self.head}{variant}"
 
     def replace(self, **changes) -> "ModelSpec":
         """A copy with some fields changed, e.g. ``spec.replace(output_stride=8)``."""

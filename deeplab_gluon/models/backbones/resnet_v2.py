@@ -12,6 +12,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from .base import Backbone
+
 # depth -> (block type, blocks per stage, channels [stem, stage1..stage4])
 RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
     18: ("basic", (2, 2, 2, 2), (64, 64, 128, 256, 512)),
@@ -20,7 +22,6 @@ RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
     101: ("bottleneck", (3, 4, 23, 3), (64, 256, 512, 1024, 2048)),
     152: ("bottleneck", (3, 8, 36, 3), (64, 256, 512, 1024, 2048)),
 }
-CLASSIFIER_PARAMS = ("output.weight", "output.bias")  # the zoo's ImageNet classifier, unused here
 
 
 def _conv3x3(channels: int, stride: int, dilation: int, in_channels: int) -> nn.Conv2D:
@@ -107,7 +108,7 @@ def stage_strides_and_dilations(output_stride: int) -> Tuple[Tuple[int, ...], Tu
     return tuple(strides), tuple(dilations)
 
 
-class DilatedResNetV2(HybridBlock):
+class DilatedResNetV2(Backbone):
     """ResNet-v2 feature extractor with a chosen output stride.
 
     Parameters
@@ -125,7 +126,7 @@ class DilatedResNetV2(HybridBlock):
     the final BatchNorm + ReLU of ResNet-v2.
     """
 
-    OUTPUT_STRIDES = (8, 16, 32)
+    CLASSIFIER_PARAMS = ("output.weight", "output.bias")  # the zoo's ImageNet classifier, unused here
 
     def __init__(self, depth: int = 50, output_stride: int = 16,
                  multi_grid: Optional[Sequence[int]] = None,
@@ -191,63 +192,10 @@ class DilatedResNetV2(HybridBlock):
                 stage3 = x
         return low_level, stage3, x
 
-    def load_pretrained(self, path: str, ctx=None) -> None:
-        """Load a model-zoo ``resnet<depth>_v2`` ImageNet file; see :func:`load_backbone_weights`."""
-        load_backbone_weights(self, path, ctx)
+    @property
+    def zoo_name(self) -> str:
+        return f"resnet{self.depth}_v2"
 
+    def zoo_network(self):
+        return mx.gluon.model_zoo.vision.get_model(self.zoo_name)
 
-def read_zoo_params(path: str, depth: int) -> Dict[str, mx.nd.NDArray]:
-    """Read a model-zoo ``resnet<depth>_v2`` parameter file as ``{structural name: array}``.
-
-    Accepts both files written by ``save_parameters`` (names like ``features.5.0.bn1.gamma``)
-    and legacy ``save_params`` files (``resnetv20_stage1_batchnorm0_gamma``); the latter are
-    read through the zoo network itself, which knows how to map them.
-    """
-    from ...cli import mxnet_reason
-
-    try:
-        loaded = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        raise ValueError(f"{path} is not a parameter file: {mxnet_reason(err)}") from None
-    if not isinstance(loaded, dict) or not loaded:
-        raise ValueError(f"{path} holds no named parameters")
-    if any("." in name for name in loaded):
-        return loaded
-    zoo = mx.gluon.model_zoo.vision.get_model(f"resnet{depth}_v2")
-    try:
-        zoo.load_parameters(path, ctx=mx.cpu())
-    except (AssertionError, mx.base.MXNetError) as err:
-        raise ValueError(f"{path} is not a resnet{depth}_v2 parameter file: {mxnet_reason(err)}") from None
-    return {name: p.data() for name, p in zoo._collect_params_with_prefix().items()}
-
-
-def resnet_v2_depth_of(names) -> Optional[int]:
-    """The ResNet-v2 depth whose structural parameter names (``features.7.22.conv2.weight``) these are."""
-    blocks = tuple(len({name.split(".")[2] for name in names if name.startswith(f"features.{5 + stage}.")})
-                   for stage in range(4))
-    kind = "bottleneck" if any(".conv3." in name for name in names) else "basic"
-    return next((depth for depth, (block, layers, _) in RESNET_V2_SPECS.items()
-                 if block == kind and layers == blocks), None)
-
-
-def load_backbone_weights(backbone: DilatedResNetV2, path: str, ctx=None) -> None:
-    """Load model-zoo ImageNet weights into ``backbone``, ignoring only the zoo's classifier.
-
-    Raises ``ValueError`` naming the missing and unexpected parameters when the file is
-    not a ``resnet<depth>_v2`` file of the backbone's depth.
-    """
-    loaded = read_zoo_params(path, backbone.depth)
-    params = backbone._collect_params_with_prefix()
-    missing = sorted(set(params) - set(loaded))
-    unexpected = sorted(set(loaded) - set(params) - set(CLASSIFIER_PARAMS))
-    if missing or unexpected:
-        depth = resnet_v2_depth_of(loaded)
-        if depth is not None:
-            raise ValueError(f"{path} is a resnet{depth}_v2 parameter file, not resnet{backbone.depth}_v2")
-        raise ValueError(
-            f"{path} is not a resnet{backbone.depth}_v2 parameter file: "
-            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    for name, param in params.items():
-        if tuple(param.shape) != tuple(loaded[name].shape):
-            raise ValueError(f"{path}: {name} has shape {loaded[name].shape}, expected {param.shape}")
-        param._load_init(loaded[name], ctx or mx.cpu())

@@ -1,0 +1,84 @@
+"""Datasets by name (``--dataset``): how to build each, and its class names and colours.
+
+Class names and colours travel with a trained model: the trainer stores ``dataset.classes`` and
+``palette_colours(dataset)`` in every checkpoint's meta, and :func:`checkpoint_palette` gives predict,
+evaluate and export the palette to draw its predictions with.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .ade20k import ADE20K_CLASSES, ADE20K_COLOURS, ADE20KDataset
+from .base import SegmentationDataset
+from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, CityscapesDataset
+from .errors import DataError
+from .folder import SegFolderDataset
+from .palette import VOC_CLASSES, full_palette
+from .toy import TOY_CLASSES
+from .voc import VOCSegDataset
+
+DATASETS = ("voc", "folder", "toy", "cityscapes", "ade20k")
+# each dataset's own training split (a folder dataset without train.txt trains on "all" its images)
+TRAIN_SPLITS = {"voc": "train_aug", "folder": "train", "toy": "train", "cityscapes": "train", "ade20k": "train"}
+
+# The fixed class lists (a folder dataset's come from its classes.txt); colours None: the VOC palette.
+NAMED_CLASSES: Dict[str, Tuple[str, ...]] = {"voc": VOC_CLASSES, "toy": TOY_CLASSES,
+                                            "cityscapes": CITYSCAPES_CLASSES, "ade20k": ADE20K_CLASSES}
+NAMED_COLOURS: Dict[str, Optional[Tuple[Tuple[int, int, int], ...]]] = {
+    "voc": None, "toy": None, "cityscapes": CITYSCAPES_COLOURS, "ade20k": ADE20K_COLOURS}
+
+
+def dataset_classes(name: str) -> Optional[Sequence[str]]:
+    """The fixed class names of a named dataset, or None where the user defines them (``folder``)."""
+    return NAMED_CLASSES.get(name)
+
+
+def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transform: Optional[Callable] = None,
+                **kwargs) -> SegmentationDataset:
+    """Build a dataset by name.
+
+    - ``voc``: ``VOCSegDataset(root, split, transform, **kwargs)``; root is ``VOCdevkit_aug/`` or ``VOC2012/``.
+    - ``folder``: ``SegFolderDataset(root, split, transform, **kwargs)``; classes from ``num_classes``,
+      ``classes`` or ``root/classes.txt``.
+    - ``toy``: the synthetic shapes written by ``make_toy_dataset(root)`` (``scripts/make_toy_data.py``),
+      read as ``VOCSegDataset(root, split, transform, classes=TOY_CLASSES)``.
+    - ``cityscapes``: ``CityscapesDataset(root, split, transform)``; root holds ``leftImg8bit/``, ``gtFine/``.
+    - ``ade20k``: ``ADE20KDataset(root, split, transform)``; root is ``ADEChallengeData2016/`` or its parent.
+    """
+    if name == "voc":
+        return VOCSegDataset(root, split, transform, **kwargs)
+    if name == "folder":
+        return SegFolderDataset(root, split, transform, **kwargs)
+    if name == "toy":
+        if not (Path(root) / "VOC2012").is_dir():
+            raise DataError(f"no toy dataset at {root}: create it with "
+                            f"`python scripts/make_toy_data.py --out {root}`")
+        dataset = VOCSegDataset(root, split, transform, classes=kwargs.pop("classes", TOY_CLASSES), **kwargs)
+        dataset.name = "toy"
+        return dataset
+    if name == "cityscapes":
+        return CityscapesDataset(root, split, transform, **kwargs)
+    if name == "ade20k":
+        return ADE20KDataset(root, split, transform, **kwargs)
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def palette_colours(dataset: SegmentationDataset) -> List[List[int]]:
+    """The RGB colour of each class of ``dataset``, ``[[r, g, b], ...]`` (JSON-ready, for a checkpoint's meta)."""
+    return dataset.palette[:dataset.num_classes].astype(int).tolist()
+
+
+def checkpoint_palette(meta: dict) -> np.ndarray:
+    """The (256, 3) uint8 palette to draw a checkpoint's predictions with.
+
+    ``meta["palette"]`` (per-class colours, as :func:`palette_colours` writes them) when present; for
+    older checkpoints, the colours of the dataset named in ``meta["config"]["dataset"]``; else VOC's.
+    """
+    colours: Optional[Sequence] = meta.get("palette")
+    if not colours:
+        name = (meta.get("config") or {}).get("dataset")
+        colours = NAMED_COLOURS.get(name)
+    return full_palette(colours)
