@@ -130,6 +130,8 @@ def main(argv=None):
                              "(output elements x weights per output); pooling, BatchNorm, element-wise and "
                              "resizing not counted",
                      "params": "learnable: weights, biases, BatchNorm gamma/beta; not running statistics",
+                     "spec": "ModelSpec defaults for everything else: no aux head, no multi-grid, "
+                             "Vortex module A, the paper's head (head_variant), uniform dilation",
                      "command": "python benchmarks/model_table.py " + " ".join(sys.argv[1:] if argv is None else argv)},
         "results": rows,
     }
