@@ -20,15 +20,21 @@ from pathlib import Path
 from typing import List, Optional
 
 import mxnet as mx
+import numpy as np
 
+from .cli import JobError
 from .models.spec import ModelSpec
 
 SUFFIX = ".ckpt"
 _NAME = re.compile(r"iter-(\d+)\.ckpt$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, read or applied; the message says which file and why."""
+class CheckpointError(JobError):
+    """A checkpoint cannot be written, read or applied; the message says which file and why.
+
+    A job failure (exit code 1) when met during the work; the command lines turn one met before the
+    work (``--checkpoint``, ``--init_from``, ``--resume``) into a usage error.
+    """
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -81,6 +87,7 @@ class Checkpoint:
             raise CheckpointError(f"no checkpoint at {path}")
         if not found.meta.get("model"):
             raise CheckpointError(f"{found.path} does not describe its model (no 'model' in meta.json)")
+        found.spec  # a description this version cannot build is refused here, before any work
         return found
 
     @classmethod
@@ -135,6 +142,7 @@ class Checkpoint:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(path, net, trainer)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=path.parent))
         partial = path.with_name(f".{path.name}.partial")
         try:
@@ -218,6 +226,30 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: backbone.{name} has shape {backbone[name].shape}, "
                                       f"this model has {param.shape}")
             param._load_init(backbone[name], ctx)
+
+
+def estimated_size(net: mx.gluon.Block, trainer: Optional[mx.gluon.Trainer]) -> int:
+    """Bytes a checkpoint of ``net`` takes: its parameters, and as much again for the optimizer's state
+    (SGD momentum) of those that learn."""
+    size = 0
+    for param in net.collect_params().values():
+        if param._data is None:  # not initialised yet: nothing to save
+            continue
+        data = param.data()
+        nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+        size += nbytes * (2 if trainer is not None and param.grad_req != "null" else 1)
+    return size + (1 << 20)  # meta.json and the archive's own records
+
+
+def check_free_space(path: Path, net: mx.gluon.Block, trainer: Optional[mx.gluon.Trainer]) -> None:
+    """:class:`CheckpointError` when ``path``'s folder cannot hold a checkpoint's write: the staging files
+    and the archive made from them, about twice the checkpoint's size."""
+    needed = 2 * estimated_size(net, trainer)
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise CheckpointError(f"not enough free space for checkpoint {path}: writing it needs about "
+                              f"{needed / 2**20:.0f} MiB, {path.parent} has {free / 2**20:.0f} MiB free; "
+                              f"the previous checkpoint files are intact")
 
 
 def load_model(path, ctx=None, output_stride: Optional[int] = None):

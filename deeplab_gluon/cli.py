@@ -2,10 +2,15 @@
 
 Each field carries its help (and choices, parser, flag name) in ``field(metadata=flag(...))``;
 :func:`build_parser` turns the dataclass into an ``argparse`` parser and :func:`run_job` wraps every
-job's ``main()``: parse, check (``config.problems()``), run, and map failures to exit codes:
+job's ``main()``: parse, check (``config.problems()``), run, and map failures to exit codes, the same
+in every job (train, evaluate, predict, export and the scripts):
 
-- 2: a usage error (a flag or an input the user must fix), found before the work starts;
-- 1: the work failed (bad data met during the run, a full disk, a failed export check);
+- 2, a usage error: the command cannot be carried out as given, found before the work starts: a bad
+  flag value, an input a flag names that is missing, unreadable or does not fit (a checkpoint, a data
+  folder, an image list), an output that cannot be written, a run folder that another run holds or
+  whose checkpoints disagree with the flags. Fix the command (or wait for the other run);
+- 1, a failure: the work started and could not finish: bad data met during the run, an image that
+  could not be read, a full disk, diverging losses, a failed export check;
 - 130: interrupted (Ctrl-C, SIGTERM).
 
 Every error is ONE line on stderr, ``<job>: error: <what and where>``, argparse's own included.
@@ -62,7 +67,8 @@ def flag(help: str, **options) -> dict:
     Options: ``name``, the flag's spelling where it differs from the field's (the original recipe's
     names live here only: ``backbone`` is ``--base_architecture``); ``aliases``; ``choices``; ``parse``,
     text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
-    ``required``.
+    ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
+    must keep it to continue exactly; the job reads this, the parser ignores it).
     """
     return {"help": help, **options}
 
@@ -99,10 +105,22 @@ def parse_scales(text: str) -> Tuple[float, ...]:
     return scales
 
 
+def parse_path(text: str) -> Path:
+    """A file or folder name; refuses an empty one (``Path("")`` would quietly be the working folder)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
+
+
+parse_path.__name__ = "path"  # argparse names the type in its error message
+
+
 def _parser_for(annotation) -> Tuple[Callable, dict]:
     """(type, extra add_argument keywords) for a field's annotation."""
     annotation = _unoptional(annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Path:
+        return parse_path, {}
     if annotation is bool:
         return parse_bool, {"nargs": "?", "const": True, "metavar": "0|1"}
     if origin in (tuple, typing.Tuple) and len(args) == 2 and args[1] is Ellipsis:
@@ -164,7 +182,10 @@ def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str
             description: Optional[str] = None, usage_errors: Tuple[type, ...] = ()) -> int:
     """Parse ``argv`` into ``config_class``, print every ``config.problems()`` (exit 2), then
     ``work(config)``; one line and exit 2 for a :class:`UsageError` or one of ``usage_errors`` (the
-    job's own "fix this input" errors), 1 for a :class:`JobError` or ``OSError``, 130 when interrupted."""
+    job's own "fix this input" errors), 1 for a :class:`JobError`, a ``DataError`` met during the work
+    or an ``OSError``, 130 when interrupted."""
+    from .data.errors import DataError
+
     try:
         config = parse_config(config_class, prog, argv, description)
         problems = [problem for problem in config.problems() if problem]
@@ -178,7 +199,7 @@ def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str
     except KeyboardInterrupt as stop:
         print(f"{prog}: {stop or 'interrupted'}", file=sys.stderr)
         return INTERRUPTED
-    except (JobError, OSError) as err:
+    except (JobError, DataError, OSError) as err:
         return fail(prog, err, FAILURE)
 
 

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, CheckpointError
+from .checkpoint import Checkpoint
 from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
 from .data import DATASETS, NAMED_CLASSES, read_class_list
 from .data.errors import DataError
@@ -142,11 +142,12 @@ def _label_files(folder: Path, role: str) -> Dict[str, Path]:
     return files
 
 
-def score_folders(pred_dir, gt_dir, num_classes: int, ignore_label: int = 255, ids: Optional[Sequence[str]] = None,
-                  progress: bool = True) -> ConfusionMatrix:
-    """Accumulate the confusion matrix of every ground-truth file in ``gt_dir`` (or of ``ids``) against
-    the prediction with the same stem in ``pred_dir``. Predictions without ground truth are ignored;
-    ground truth without prediction is a ``DataError`` naming the missing file."""
+def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> Dict[str, Tuple[Path, Path]]:
+    """``{stem: (prediction, ground truth)}`` for every ground-truth file in ``gt_dir`` (or for ``ids``).
+
+    Predictions without ground truth are ignored; ground truth without prediction is a ``DataError``
+    naming the missing file, found before any file is read.
+    """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     gt_files = _label_files(gt_dir, "ground-truth")
     pred_files = _label_files(pred_dir, "prediction")
@@ -157,21 +158,34 @@ def score_folders(pred_dir, gt_dir, num_classes: int, ignore_label: int = 255, i
         gt_files = {i: gt_files[i] for i in ids}
     if not gt_files:
         raise DataError(f"no label images ({', '.join(LABEL_SUFFIXES)}) in {gt_dir}")
-    for stem, gt_path in gt_files.items():  # before the long loop, so a missing file fails at once
+    for stem, gt_path in gt_files.items():
         if stem not in pred_files:
             raise DataError(f"prediction not found: {pred_dir / stem}.png (for ground truth {gt_path})")
+    return {stem: (pred_files[stem], gt_path) for stem, gt_path in gt_files.items()}
 
+
+def score_pairs(pairs: Dict[str, Tuple[Path, Path]], num_classes: int, ignore_label: int = 255,
+                progress: bool = True) -> ConfusionMatrix:
+    """The confusion matrix of each prediction against its ground truth; ``DataError`` naming a pair
+    that cannot be read or compared."""
     metric = ConfusionMatrix(num_classes, ignore_label)
-    for stem, gt_path in tqdm(gt_files.items(), desc="scoring", unit="img", disable=not progress):
-        pred, gt = read_label(pred_files[stem]), read_label(gt_path)
+    for pred_path, gt_path in tqdm(pairs.values(), desc="scoring", unit="img", disable=not progress):
+        pred, gt = read_label(pred_path), read_label(gt_path)
         if pred.shape != gt.shape:
-            raise DataError(f"prediction {pred_files[stem]} is {pred.shape[1]}x{pred.shape[0]} but ground truth "
+            raise DataError(f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but ground truth "
                             f"{gt_path} is {gt.shape[1]}x{gt.shape[0]}")
         try:
             metric.update(pred, gt)
         except ValueError as error:
-            raise DataError(f"{pred_files[stem]} vs {gt_path}: {error}") from None
+            raise DataError(f"{pred_path} vs {gt_path}: {error}") from None
     return metric
+
+
+def score_folders(pred_dir, gt_dir, num_classes: int, ignore_label: int = 255, ids: Optional[Sequence[str]] = None,
+                  progress: bool = True) -> ConfusionMatrix:
+    """Accumulate the confusion matrix of every ground-truth file in ``gt_dir`` (or of ``ids``) against
+    the prediction with the same stem in ``pred_dir`` (:func:`pair_label_files`, then :func:`score_pairs`)."""
+    return score_pairs(pair_label_files(pred_dir, gt_dir, ids), num_classes, ignore_label, progress)
 
 
 def resolve_class_names(spec: Optional[str], num_classes: Optional[int]) -> List[str]:
@@ -193,14 +207,18 @@ def resolve_class_names(spec: Optional[str], num_classes: Optional[int]) -> List
 
 
 def run_folder_mode(config: EvaluateConfig) -> int:
-    names = resolve_class_names(config.classes, config.num_classes)
-    ids = None
-    if config.ids_file is not None:
-        if not config.ids_file.is_file():
-            raise DataError(f"ids file not found: {config.ids_file}")
-        ids = [line.strip() for line in config.ids_file.read_text().splitlines() if line.strip()]
+    try:  # everything named by a flag is found before any file is scored: a problem here is a usage error
+        names = resolve_class_names(config.classes, config.num_classes)
+        ids = None
+        if config.ids_file is not None:
+            if not config.ids_file.is_file():
+                raise DataError(f"ids file not found: {config.ids_file}")
+            ids = [line.strip() for line in config.ids_file.read_text().splitlines() if line.strip()]
+        pairs = pair_label_files(config.pred_dir, config.gt_dir, ids)
+    except (DataError, OSError, UnicodeDecodeError) as err:
+        raise UsageError(str(err)) from None
     ignore_label = 255 if config.ignore_label is None else config.ignore_label
-    metric = score_folders(config.pred_dir, config.gt_dir, len(names), ignore_label, ids, progress=config.progress)
+    metric = score_pairs(pairs, len(names), ignore_label, progress=config.progress)
     print(metric.table(names))
     if config.output is not None:
         config.output.parent.mkdir(parents=True, exist_ok=True)
@@ -337,7 +355,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def work(config: EvaluateConfig) -> int:
         return run_checkpoint_mode(config) if config.checkpoint_mode else run_folder_mode(config)
 
-    return run_job(PROG, EvaluateConfig, work, argv, __doc__, usage_errors=(DataError, CheckpointError, OSError))
+    return run_job(PROG, EvaluateConfig, work, argv, __doc__)
 
 
 if __name__ == "__main__":

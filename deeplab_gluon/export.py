@@ -27,7 +27,6 @@ from typing import List, Optional, Sequence, Tuple
 import mxnet as mx
 import numpy as np
 
-from .checkpoint import CheckpointError
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
 from .models.spec import OUTPUT_STRIDES, ModelSpec
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -229,7 +228,7 @@ def run_export(config: ExportConfig) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_job(PROG, ExportConfig, run_export, argv, __doc__, usage_errors=(CheckpointError,))
+    return run_job(PROG, ExportConfig, run_export, argv, __doc__)
 
 
 if __name__ == "__main__":

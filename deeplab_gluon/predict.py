@@ -11,6 +11,10 @@ line: an image path, absolute or relative to the list's folder, or a VOC id, rea
   <stem>_overlay.jpg  the colour mask blended on the image (--overlay_alpha)
   <stem>_probs.npy    with --save_probs: class probabilities, float16 (C, H, W)
   <stem>_compare.png  with --compare_gt DIR: image | prediction | ground truth (DIR/<stem>.png)
+
+An image that cannot be read does not stop the others: every readable image is predicted, every
+unreadable one is named at the end (one line each) and the exit code is 1. ``--strict 1`` stops at
+the first instead (files that are no image at all are then refused before any work).
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .checkpoint import Checkpoint, CheckpointError
-from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
+from .checkpoint import Checkpoint
+from .cli import FAILURE, JobError, UsageError, checkpoint_flag, fail, flag, output_problem, parse_scales, run_job
 from .models.spec import OUTPUT_STRIDES
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
@@ -53,6 +57,8 @@ class PredictConfig:
     overlay_alpha: float = field(default=0.5, metadata=flag("weight of the colour mask in <stem>_overlay.jpg"))
     compare_gt: Optional[Path] = field(default=None, metadata=flag(
         "folder of ground-truth label PNGs (<stem>.png): also write <stem>_compare.png"))
+    strict: bool = field(default=False, metadata=flag(
+        "stop at the first image that cannot be read (default: predict the others, list it at the end)"))
     progress: bool = field(default=True, metadata=flag("show a progress bar"))
 
     def problems(self) -> List[str]:
@@ -114,10 +120,11 @@ def read_image_list(list_file: Path) -> List[Path]:
     return images
 
 
-def collect_inputs(specs: Sequence[str]) -> List[Path]:
+def collect_inputs(specs: Sequence[str], strict: bool = False) -> List[Path]:
     """Image paths from ``--input`` values (files, folders, ``.txt`` lists), in the order given.
 
-    Raises :class:`UsageError` naming the first input that does not exist or is no image OpenCV reads.
+    Raises :class:`UsageError` naming the first input that does not exist, and with ``strict`` the
+    first that is no image OpenCV reads.
     """
     images: List[Path] = []
     for spec in specs:
@@ -132,7 +139,7 @@ def collect_inputs(specs: Sequence[str]) -> List[Path]:
             images.append(path)
         else:
             raise UsageError(f"--input {path}: no such file or folder")
-    for path in images:
+    for path in images if strict else ():
         # Checks the file's signature only: cheap, and it names a wrong file before any work.
         if not cv2.haveImageReader(str(path)):
             raise UsageError(f"--input {path}: not an image OpenCV can read")
@@ -185,52 +192,85 @@ def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.nda
 
 
 def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
+    """Predict every image of ``plan``; one that cannot be read is skipped and named at the end (exit 1),
+    or with ``--strict 1`` stops the run (:class:`JobError`)."""
     from tqdm import tqdm
 
-    from .data import checkpoint_palette, read_image, read_label
+    from .data import checkpoint_palette
     from .devices import parse_devices
-    from .inference import class_map, image_to_batch, predict_labels, predict_probs
 
     ctxs = parse_devices(config.gpus)
     net = plan.checkpoint.load(ctxs, output_stride=config.output_stride)
-    classes, images, ground_truth = plan.checkpoint.classes, plan.images, plan.ground_truth
+    images = plan.images
+    failed: List[str] = []
     palette = checkpoint_palette(plan.checkpoint.meta)
     config.output_dir.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(images), desc="predict", unit="img", disable=not config.progress, dynamic_ncols=True) as bar:
         for start in range(0, len(images), len(ctxs)):
             group = images[start:start + len(ctxs)]
-            pictures = [read_image(path) for path in group]
-            # queue one image per context before reading any result, so the contexts run together
-            results = []
-            for picture, ctx in zip(pictures, ctxs):
-                batch = image_to_batch(picture, ctx)
-                if config.save_probs:
-                    probs = predict_probs(net, batch, config.scales, config.flip)
-                    results.append((class_map(probs), probs[0]))
-                else:
-                    results.append((predict_labels(net, batch, config.scales, config.flip), None))
-            for path, picture, (labels, probs) in zip(group, pictures, results):
-                truth = read_label(ground_truth[path.stem]) if ground_truth else None
-                if truth is not None and truth.shape != picture.shape[:2]:
-                    raise DataError(f"ground truth {ground_truth[path.stem]} is {truth.shape[1]}x{truth.shape[0]} "
-                                    f"but {path} is {picture.shape[1]}x{picture.shape[0]}")
-                write_outputs(config.output_dir, path.stem, picture, labels.asnumpy(),
-                              None if probs is None else probs.asnumpy(), classes, config.overlay_alpha, truth,
-                              palette)
+            readable = []
+            for path in group:
+                try:
+                    readable.append(read_inputs(path, plan))
+                except DataError as err:
+                    if config.strict:
+                        raise JobError(f"{err} (without --strict 1 the other images are predicted)") from None
+                    failed.append(str(err))
+            predict_group(net, readable, ctxs, config, plan.checkpoint.classes, palette)
             bar.update(len(group))
-    print(f"wrote predictions of {len(images)} image{'s' if len(images) != 1 else ''} to {config.output_dir}")
+    done = len(images) - len(failed)
+    print(f"wrote predictions of {done} image{'s' if done != 1 else ''} to {config.output_dir}")
+    for reason in failed:
+        fail(PROG, reason)
+    if failed:
+        return fail(PROG, f"{len(failed)} of {len(images)} images could not be read (listed above); "
+                          f"the other {done} were predicted", FAILURE)
     return 0
+
+
+def read_inputs(path: Path, plan: PredictionPlan) -> Tuple[Path, np.ndarray, Optional[np.ndarray]]:
+    """``(path, image, ground truth or None)``; :class:`DataError` naming the file that cannot be read."""
+    from .data import read_image, read_label
+
+    picture = read_image(path)
+    truth = read_label(plan.ground_truth[path.stem]) if plan.ground_truth else None
+    if truth is not None and truth.shape != picture.shape[:2]:
+        raise DataError(f"ground truth {plan.ground_truth[path.stem]} is {truth.shape[1]}x{truth.shape[0]} "
+                        f"but {path} is {picture.shape[1]}x{picture.shape[0]}")
+    return path, picture, truth
+
+
+def predict_group(net, inputs, ctxs, config: PredictConfig, classes: Sequence[str],
+                  palette: Optional[np.ndarray] = None) -> None:
+    """Predict up to one image per context, all queued before any result is read (so the contexts run
+    together), and write each one's files."""
+    from .inference import class_map, image_to_batch, predict_labels, predict_probs
+
+    results = []
+    for (_, picture, _), ctx in zip(inputs, ctxs):
+        batch = image_to_batch(picture, ctx)
+        if config.save_probs:
+            probs = predict_probs(net, batch, config.scales, config.flip)
+            results.append((class_map(probs), probs[0]))
+        else:
+            results.append((predict_labels(net, batch, config.scales, config.flip), None))
+    for (path, picture, truth), (labels, probs) in zip(inputs, results):
+        write_outputs(config.output_dir, path.stem, picture, labels.asnumpy(),
+                      None if probs is None else probs.asnumpy(), classes, config.overlay_alpha, truth, palette)
 
 
 # ------------------------------------------------------------------------------------------ command line
 
 def prepare(config: PredictConfig) -> PredictionPlan:
-    """Open the checkpoint and every input before any work; :class:`UsageError` naming the first problem."""
+    """Open the checkpoint and find every input before any work; :class:`UsageError` naming the first problem."""
     checkpoint = checkpoint_flag(config.checkpoint)
     if checkpoint.spec.num_classes > 256:
         raise UsageError(f"{checkpoint.path} predicts {checkpoint.spec.num_classes} classes; "
                          f"palette PNGs hold at most 256")
-    images = collect_inputs(config.input)
+    try:
+        images = collect_inputs(config.input, config.strict)
+    except OSError as err:  # a list file that cannot be read
+        raise UsageError(f"--input: {err}") from None
     if config.limit is not None:
         images = images[:config.limit]
     check_output_names(images, config.output_dir)
@@ -239,8 +279,9 @@ def prepare(config: PredictConfig) -> PredictionPlan:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_job(PROG, PredictConfig, lambda config: run_prediction(config, prepare(config)), argv, __doc__,
-                   usage_errors=(DataError, CheckpointError, OSError))
+    """Exit codes: 2 for a flag or input refused before any work, 1 when an image could not be read
+    or an output not written, 130 when interrupted."""
+    return run_job(PROG, PredictConfig, lambda config: run_prediction(config, prepare(config)), argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import math
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -29,9 +29,11 @@ from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
 from .models.backbones.base import PretrainedFileError
 from .models.deeplab import batchnorm_layers
+from .run_lock import RunFolderLocked, run_folder_lock
 from .runlog import RunLog, plot_curves
 
 STEP_STATS_KEY = 10_000_000  # kvstore key for per-step sums; the Trainer's own keys are 0..len(params)-1
+LOCK_AGREEMENT_KEY = 10_000_001  # kvstore key on which the workers learn whether worker 0 holds the run folder
 
 
 class TrainingError(JobError):
@@ -181,22 +183,76 @@ class SegmentationTrainer:
 # ------------------------------------------------------------------------------------ the run's steps
 
 @dataclass
+class Workers:
+    """The processes of one run: a ``dist_*`` kvstore with this worker's rank, or one process."""
+    kvstore: object = "device"
+    rank: int = 0
+    count: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Worker 0 writes the run folder (checkpoints, logs) and validates."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return not isinstance(self.kvstore, str)
+
+
+def connect_workers(kvstore: str) -> Workers:
+    """``--kvstore``: a ``dist_*`` kvstore joins the other workers (and learns this one's rank)."""
+    if kvstore.startswith("dist"):
+        store = mx.kv.create(kvstore)
+        return Workers(store, store.rank, store.num_workers)
+    return Workers(kvstore)
+
+
+@contextlib.contextmanager
+def exclusive_run_folder(output_dir, workers: Workers) -> Iterator[None]:
+    """Worker 0 holds ``output_dir``'s lock for the ``with`` block (:mod:`~deeplab_gluon.run_lock`).
+
+    The workers of a distributed run share worker 0's folder and take no lock; they learn whether
+    worker 0 got it, so that none waits forever for a worker 0 that was refused.
+    """
+    with contextlib.ExitStack() as held:
+        refusal = None
+        try:
+            held.enter_context(run_folder_lock(output_dir, enabled=workers.is_main))
+        except RunFolderLocked as err:
+            refusal = err
+        if workers.distributed:
+            flag = mx.nd.array([1.0 if refusal else 0.0])
+            workers.kvstore.init(LOCK_AGREEMENT_KEY, mx.nd.zeros(1))
+            workers.kvstore.push(LOCK_AGREEMENT_KEY, flag)
+            workers.kvstore.pull(LOCK_AGREEMENT_KEY, out=flag)
+            if flag.asscalar() > 0 and refusal is None:
+                refusal = RunFolderLocked(f"worker 0 could not lock --output_dir {output_dir} (see its message)")
+        if refusal is not None:
+            raise refusal
+        yield
+
+@dataclass
 class StartingPoint:
     """Where a run starts: a checkpoint of this run to resume, or one to take weights from, or neither."""
     resume: Optional[Checkpoint] = None
     init: Optional[Checkpoint] = None
     note: str = "fresh"
+    config_changes: List[str] = field(default_factory=list)  # accepted by --allow_config_change 1
 
 
 def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> StartingPoint:
     """Resolve ``--resume`` (``-1``, ``last``, an epoch number, a file) and ``--init_from`` (a file or a
-    run folder, never an epoch) against this run's ``checkpoint_dir``."""
+    run folder, never an epoch) against this run's ``checkpoint_dir``.
+
+    :class:`UsageError` (exit code 2) when the command cannot start as given: a fresh run into a folder
+    that holds checkpoints, or a checkpoint that is missing or damaged.
+    """
     resume = str(resume).strip()
     try:
         if resume in ("", "-1"):
             if list_checkpoints(checkpoint_dir):
-                raise TrainingError(f"{checkpoint_dir} already holds checkpoints: pass --resume last to continue "
-                                    f"that run, or choose another --output_dir")
+                raise UsageError(f"{checkpoint_dir} already holds checkpoints: pass --resume last to continue "
+                                 f"that run, or choose another --output_dir")
             found, note = None, "fresh"
         elif resume == "last":
             found = Checkpoint.latest(checkpoint_dir)
@@ -205,14 +261,39 @@ def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> Startin
             found, note = Checkpoint.of_epoch(checkpoint_dir, int(resume)), ""
         else:
             found, note = Checkpoint.open(resume), ""
-        if found is not None:
-            return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
-        if init_from:
-            init = Checkpoint.open(init_from)
-            return StartingPoint(init=init, note=f"weights from {init.path}")
-        return StartingPoint(note=note)
     except CheckpointError as err:
-        raise TrainingError(str(err)) from None
+        raise UsageError(f"--resume {resume}: {err}") from None
+    if found is not None:
+        return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
+    if init_from:
+        try:
+            init = Checkpoint.open(init_from)
+        except CheckpointError as err:
+            raise UsageError(f"--init_from: {err}") from None
+        return StartingPoint(init=init, note=f"weights from {init.path}")
+    return StartingPoint(note=note)
+
+
+def resumed_config_changes(config, resumed: Checkpoint) -> List[str]:
+    """The flags (``recipe`` ones: data, model, schedule, seed) in which ``config`` differs from the run
+    that wrote ``resumed``; :class:`UsageError` naming each, unless ``--allow_config_change 1``.
+
+    A resumed run that keeps them continues exactly as an uninterrupted run would; one that changes
+    them (e.g. the learning rate) rebuilds its schedule mid-run, and its record would no longer
+    describe its first part.
+    """
+    saved = resumed.meta.get("config")
+    if not isinstance(saved, dict):
+        if config.allow_config_change:
+            return ["(the checkpoint records no training config)"]
+        raise UsageError(f"--resume: {resumed.path} records no training config, so its flags cannot be compared "
+                         f"with these; pass --allow_config_change 1 to resume from it anyway")
+    changes = config.recipe_changes(saved)
+    if changes and not config.allow_config_change:
+        raise UsageError(f"--resume: {resumed.path} was trained with other settings: {', '.join(changes)}; a resumed "
+                         f"run keeps them to continue exactly: pass --allow_config_change 1 to change them anyway, "
+                         f"or start a new run from its weights with --init_from and another --output_dir")
+    return changes
 
 
 @dataclass
@@ -319,28 +400,37 @@ class TrainingRun:
     """What a run keeps between steps: its folder, log, progress bar, network, trainer and scores."""
 
     def __init__(self, config, spec: ModelSpec, data: TrainingData, net, trainer: SegmentationTrainer,
-                 ctxs, is_main: bool):
+                 ctxs, workers: Workers):
         self.config, self.spec, self.data, self.net, self.trainer, self.ctxs = config, spec, data, net, trainer, ctxs
-        self.is_main = is_main
+        self.workers, self.is_main = workers, workers.is_main
         self.output_dir = Path(config.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
-        self.log = RunLog(self.output_dir / "log.jsonl", enabled=is_main)
+        self.log = RunLog(self.output_dir / "log.jsonl", enabled=self.is_main)
         self.best_miou, self.best_iteration, self.last_scores, self.saved_at = -1.0, None, None, None
         self.bar = None
         self.window_start, self.window_images, self.smoothed = time.time(), 0, None
 
-    def begin(self, note: str, rank: int, num_workers: int) -> None:
-        """``config.json``, the log's ``start`` line (worker 0) and the progress bar."""
+    def begin(self, start: StartingPoint) -> None:
+        """The segment's config file, the log's ``start`` line (worker 0) and the progress bar.
+
+        Every segment's flags are kept: a fresh run writes ``config.json``, each resume
+        ``config-resume-<iteration>.json`` beside it (``config.json`` stays the first segment's).
+        """
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
-            if note.startswith("--resume last"):
-                print(note)
+            it = self.trainer.iteration
+            name = "config.json" if start.resume is None else f"config-resume-{it:07d}.json"
+            (self.output_dir / name).write_text(json.dumps(self.config.to_dict(), indent=1))
+            if start.note.startswith("--resume last"):
+                print(start.note)
+            if start.config_changes:
+                print(f"--allow_config_change 1: resuming at iteration {it} with {', '.join(start.config_changes)}")
             data = [split.describe() for split in (self.data.train_set, self.data.val_set) if split is not None]
             print("\n".join(data))
-            self.log.write("start", data=data, iteration=self.trainer.iteration, max_iter=self.data.max_iter,
+            self.log.write("start", data=data, iteration=it, max_iter=self.data.max_iter,
                            iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
-                           worker=rank, workers=num_workers, note=note, model=self.spec.to_dict())
+                           worker=self.workers.rank, workers=self.workers.count, note=start.note,
+                           config_changes=start.config_changes, config_file=name, model=self.spec.to_dict())
         self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
                         disable=not (self.config.progress and self.is_main))
 
@@ -403,14 +493,15 @@ class TrainingRun:
         text = {key: "n/a" if value is None else f"{value:.4f}" for key, value in self.last_scores.items()}
         self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
 
-    def loader(self, rank: int, num_workers: int):
+    def loader(self):
         from .data.loader import SeededTransformDataset, TrainBatchSampler
 
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
         sampler = TrainBatchSampler(len(self.data.train_set), config.batch_size * config.iter_size, config.seed,
-                                    self.trainer.iteration, self.data.max_iter, shard=rank, num_shards=num_workers)
+                                    self.trainer.iteration, self.data.max_iter, shard=self.workers.rank,
+                                    num_shards=self.workers.count)
         return gluon.data.DataLoader(seeded, batch_sampler=sampler, num_workers=config.num_workers)
 
     def stop(self, signal_name: str) -> None:
@@ -433,16 +524,14 @@ class TrainingRun:
         return summary
 
 
-def prepare_run(config) -> Optional[tuple]:
-    """Everything before the first step: ``(run, start, kvstore rank, workers)``, or None when the run is
-    already finished (said on stdout; nothing in its folder is touched)."""
+def prepare_run(config, workers: Workers) -> Optional[tuple]:
+    """Everything before the first step: ``(run, start)``, or None when the run is already finished
+    (said on stdout; nothing in its folder is touched)."""
     ctxs = parse_devices(config.gpus)
-    kvstore, rank, num_workers = config.kvstore, 0, 1
-    if config.kvstore.startswith("dist"):
-        kvstore = mx.kv.create(config.kvstore)
-        rank, num_workers = kvstore.rank, kvstore.num_workers
     start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
-    data = load_data(config, num_workers)
+    if start.resume is not None:
+        start.config_changes = resumed_config_changes(config, start.resume)
+    data = load_data(config, workers.count)
     if start.resume is not None and start.resume.iteration >= data.max_iter:
         print(f"already finished at iteration {start.resume.iteration} ({start.resume.path}); nothing to do")
         return None
@@ -469,9 +558,9 @@ def prepare_run(config) -> Optional[tuple]:
     trainer = SegmentationTrainer(net, ctxs, learning_rate=config.learning_rate, momentum=config.momentum,
                                   weight_decay=config.weight_decay, ignore_label=config.ignore_label,
                                   aux_weight=config.aux_weight if config.aux else 0.0, head_lr_mult=config.head_lr_mult,
-                                  kvstore=kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps,
+                                  kvstore=workers.kvstore, seed=config.seed, max_bad_steps=config.max_bad_steps,
                                   iter_size=config.iter_size, class_weights=class_weights)
-    run = TrainingRun(config, spec, data, net, trainer, ctxs, is_main=rank == 0)
+    run = TrainingRun(config, spec, data, net, trainer, ctxs, workers)
     try:
         if start.resume is not None:
             start.resume.load_into(net, trainer.trainer, ctxs, expect=spec)
@@ -481,11 +570,11 @@ def prepare_run(config) -> Optional[tuple]:
             run.best_iteration = start.resume.meta.get("best_iteration")
         elif start.init is not None:
             start.init.load_into(net, None, ctxs, expect=spec, backbone_only=config.load_backbone_only)
-    except CheckpointError as err:
+    except CheckpointError as err:  # it does not fit the model these flags describe: a usage error
         hint = "; pass --load_backbone_only 1 to take its backbone alone" if start.init else \
             "; to start a run of another model from it, pass --init_from with a new --output_dir"
-        raise TrainingError(f"{err}{hint}") from None
-    return run, start, rank, num_workers
+        raise UsageError(f"{'--init_from' if start.init else '--resume'}: {err}{hint}") from None
+    return run, start
 
 
 @contextlib.contextmanager
@@ -512,30 +601,33 @@ def failures_explained(run: TrainingRun):
 def run_training(config) -> dict:
     """Train as ``config`` (a :class:`~deeplab_gluon.train.TrainConfig`) says; returns the summary.
 
-    Raises :class:`TrainingError` for problems the user must fix (bad data, a checkpoint that does
-    not fit, a full disk, diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a
-    checkpoint saved first).
+    The run folder is locked (worker 0) from before its checkpoints are read to the end. Raises
+    :class:`UsageError` when the run cannot start as asked (folder locked, a checkpoint missing,
+    damaged or of other flags), :class:`TrainingError` when the work fails (bad data, a full disk,
+    diverging losses), ``KeyboardInterrupt`` after SIGINT/SIGTERM (with a checkpoint saved first).
     """
-    prepared = prepare_run(config)
-    if prepared is None:
-        return {}
-    run, start, rank, num_workers = prepared
-    run.begin(start.note, rank, num_workers)
-    data, trainer = run.data, run.trainer
-    schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
-                                config.lr_steps)
-    with failures_explained(run), stop_requests() as stop:
-        for images, labels in run.loader(rank, num_workers):
-            lr = schedule(trainer.iteration)
-            loss = trainer.train_step(images, labels, lr)
-            it = trainer.iteration
-            run.report(loss, lr, images.shape[0])
-            # only worker 0 validates; the others wait for it at the next gradient reduction
-            if run.is_main and data.val_set is not None and should_validate(
-                    it, data.max_iter, data.iterations_per_epoch, config.val_every, config.val_every_iter):
-                run.validate()
-            if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
-                run.save()
-            if stop.signal is not None:
-                run.stop(signal.Signals(stop.signal).name)
-    return run.end()
+    workers = connect_workers(config.kvstore)
+    with exclusive_run_folder(config.output_dir, workers):
+        prepared = prepare_run(config, workers)
+        if prepared is None:
+            return {}
+        run, start = prepared
+        run.begin(start)
+        data, trainer = run.data, run.trainer
+        schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
+                                    config.lr_steps)
+        with failures_explained(run), stop_requests() as stop:
+            for images, labels in run.loader():
+                lr = schedule(trainer.iteration)
+                loss = trainer.train_step(images, labels, lr)
+                it = trainer.iteration
+                run.report(loss, lr, images.shape[0])
+                # only worker 0 validates; the others wait for it at the next gradient reduction
+                if run.is_main and data.val_set is not None and should_validate(
+                        it, data.max_iter, data.iterations_per_epoch, config.val_every, config.val_every_iter):
+                    run.validate()
+                if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
+                    run.save()
+                if stop.signal is not None:
+                    run.stop(signal.Signals(stop.signal).name)
+        return run.end()

@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 
+from deeplab_gluon.cli import FAILURE, USAGE, output_problem
 from deeplab_gluon.data import DataError
 from deeplab_gluon.data.toy import DEFAULT_IMAGE_SIZE, DEFAULT_NUM_TRAIN, DEFAULT_NUM_VAL, TOY_CLASSES, make_toy_dataset
 
@@ -28,14 +29,21 @@ def main(argv=None) -> int:
     if len(args.size) not in (1, 2):
         parser.error("--size takes one value or two (height width)")
     size = tuple(args.size * 2 if len(args.size) == 1 else args.size)
+    problem = output_problem(args.out, "--out", folder=True) if args.out.strip() else "--out cannot be empty"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return USAGE
     try:
         start = time.perf_counter()
         voc2012 = make_toy_dataset(args.out, args.num_train, args.num_val, size, args.seed, progress=True,
                                    colour_cue=not args.shape_only)
         seconds = time.perf_counter() - start
-    except (DataError, ValueError, OSError) as error:
+    except (DataError, ValueError) as error:  # values it cannot make a dataset of
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return USAGE
+    except OSError as error:  # the writing failed (a full disk, ...)
+        print(f"error: {error}", file=sys.stderr)
+        return FAILURE
     total = args.num_train + args.num_val
     print(f"wrote {args.num_train} train + {args.num_val} val scenes of {size[0]}x{size[1]} to {voc2012} "
           f"in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} images/s); classes: {', '.join(TOY_CLASSES)}")

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from deeplab_gluon.cli import FAILURE, USAGE, output_problem
 from deeplab_gluon.data import DataError
 from deeplab_gluon.data.prepare_voc import (EXPECTED_COUNTS, SBD_ARCHIVE, SBD_URL, VOC_ARCHIVE, VOC_URL, download,
                                             prepare_voc)
@@ -24,14 +25,21 @@ def main(argv=None) -> int:
                         help="fetch the archives not given with --voc/--sbd from the official URLs")
     parser.add_argument("--download_dir", type=Path, default=Path("downloads"), help="default: %(default)s")
     args = parser.parse_args(argv)
+    problem = output_problem(args.out, "--out", folder=True) if str(args.out).strip() else "--out cannot be empty"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return USAGE
     try:
         if args.download:
             args.voc = args.voc or download(VOC_URL, args.download_dir / VOC_ARCHIVE)
             args.sbd = args.sbd or download(SBD_URL, args.download_dir / SBD_ARCHIVE)
         counts = prepare_voc(args.out, args.voc, args.sbd)
-    except DataError as error:
+    except DataError as error:  # a source that is missing or is not what it should be
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return USAGE
+    except OSError as error:  # the work failed (a full disk, ...)
+        print(f"error: {error}", file=sys.stderr)
+        return FAILURE
     for name, count in counts.items():
         note = "" if count == EXPECTED_COUNTS[name] else f"  (official archives: {EXPECTED_COUNTS[name]})"
         print(f"{name:<10} {count:6d}{note}")

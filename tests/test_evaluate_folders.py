@@ -75,8 +75,9 @@ def test_missing_prediction_is_one_line_error(folders, capsys):
 
 def test_bad_inputs(folders, tmp_path, capsys):
     pred_dir, gt_dir = folders
-    # ground-truth class 2 does not exist with 2 classes: the message names the files and the value
-    assert main(["--pred_dir", str(pred_dir), "--gt_dir", str(gt_dir), "--num_classes", "2"]) == 2
+    # ground-truth class 2 does not exist with 2 classes: the message names the files and the value;
+    # met while scoring, so a failure of the work (exit 1), not a refusal before it
+    assert main(["--pred_dir", str(pred_dir), "--gt_dir", str(gt_dir), "--num_classes", "2"]) == 1
     assert "gt/img2.png: ground-truth label values [2]" in capsys.readouterr().err
     assert main(["--pred_dir", str(pred_dir), "--gt_dir", str(tmp_path / "none"), "--num_classes", "3"]) == 2
     assert "ground-truth folder not found:" in capsys.readouterr().err

@@ -119,9 +119,8 @@ def test_compare_gt_writes_three_panel_pictures(setup, tmp_path, capsys):
 
 @pytest.mark.parametrize("make_args, message", [
     (lambda s, t: ["--input", t / "missing.jpg"], "--input {t}/missing.jpg: no such file or folder"),
-    (lambda s, t: ["--input", t / "notes.jpg"], "--input {t}/notes.jpg: not an image OpenCV can read"),
+    (lambda s, t: ["--input", t / "notes.jpg", "--strict", "1"], "--input {t}/notes.jpg: not an image OpenCV can read"),
     (lambda s, t: ["--input", t / "list.txt"], "{t}/list.txt:2: 'nope' is neither an image file nor a VOC id"),
-    (lambda s, t: ["--input", t / "truncated.jpg"], "cannot decode image {t}/truncated.jpg"),
     (lambda s, t: ["--input", s["folder"], t / "twin" / "wide.jpg"], "two inputs share the name 'wide'"),
     (lambda s, t: ["--input", s["folder"], "--compare_gt", t], "--compare_gt: no ground truth for"),
     (lambda s, t: ["--input", s["folder"], "--gpus", "3"], "--gpus 3: GPU 3 does not exist"),
@@ -132,7 +131,6 @@ def test_compare_gt_writes_three_panel_pictures(setup, tmp_path, capsys):
 ])
 def test_user_mistakes_are_one_line_errors(setup, tmp_path, capsys, make_args, message):
     (tmp_path / "notes.jpg").write_text("not an image")
-    (tmp_path / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 40)  # a JPEG header, then nothing
     (tmp_path / "list.txt").write_text(f"{setup['folder'] / 'wide.jpg'}\nnope\n")
     (tmp_path / "twin").mkdir()
     (tmp_path / "twin" / "wide.jpg").write_bytes((setup["folder"] / "wide.jpg").read_bytes())
@@ -146,3 +144,46 @@ def test_user_mistakes_are_one_line_errors(setup, tmp_path, capsys, make_args, m
 def test_missing_checkpoint(tmp_path, capsys):
     code, _, err = predict(["--checkpoint", tmp_path / "run", "--input", tmp_path, "--output_dir", tmp_path], capsys)
     assert code == 2 and err == f"predict: error: --checkpoint: no checkpoint at {tmp_path / 'run'}\n"
+
+
+@pytest.fixture
+def folder_with_bad_files(setup, tmp_path):
+    """Two good images and, between them by name, an empty file, a text file and a truncated JPEG."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = (setup["folder"] / "wide.jpg").read_bytes()
+    (folder / "a_good.jpg").write_bytes(good)
+    (folder / "b_empty.jpg").write_bytes(b"")
+    (folder / "c_text.jpg").write_text("not an image")
+    (folder / "d_truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "e_good.png").write_bytes((setup["folder"] / "tall.png").read_bytes())
+    return folder
+
+
+def test_unreadable_images_are_listed_at_the_end_and_the_others_predicted(setup, folder_with_bad_files, tmp_path,
+                                                                         capsys):
+    """Issue 18 item 6: one bad file no longer stops (or prevents) the predictions of the others."""
+    folder, out = folder_with_bad_files, tmp_path / "out"
+    code, stdout, err = predict(["--checkpoint", setup["checkpoint"], "--input", folder, "--output_dir", out], capsys)
+    assert code == 1
+    assert sorted(p.name for p in out.glob("*.png")) == ["a_good.png", "e_good.png"]
+    assert f"wrote predictions of 2 images to {out}" in stdout
+    assert err.splitlines() == [
+        f"predict: error: cannot decode image {folder / 'b_empty.jpg'}: the file is empty",
+        f"predict: error: cannot decode image {folder / 'c_text.jpg'}",
+        f"predict: error: cannot decode image {folder / 'd_truncated.jpg'}: truncated JPEG (no end-of-image marker)",
+        "predict: error: 3 of 5 images could not be read (listed above); the other 2 were predicted"]
+
+
+def test_strict_stops_at_the_first_unreadable_image(setup, folder_with_bad_files, tmp_path, capsys):
+    folder, out = folder_with_bad_files, tmp_path / "out"
+    args = ["--checkpoint", setup["checkpoint"], "--input", folder, "--output_dir", out, "--strict", "1"]
+    code, _, err = predict(args, capsys)
+    assert code == 2 and not out.exists()  # files that are no image at all: refused before any work
+    assert err == f"predict: error: --input {folder / 'b_empty.jpg'}: not an image OpenCV can read\n"
+    (folder / "b_empty.jpg").unlink()
+    (folder / "c_text.jpg").unlink()
+    code, _, err = predict(args, capsys)
+    assert code == 1 and sorted(p.name for p in out.glob("*.png")) == ["a_good.png"]  # e_good.png never reached
+    assert err == (f"predict: error: cannot decode image {folder / 'd_truncated.jpg'}: truncated JPEG (no end-of-image "
+                   f"marker) (without --strict 1 the other images are predicted)\n")

@@ -148,8 +148,8 @@ def test_a_checkpoint_of_another_model_is_refused_unless_only_the_backbone_is_as
     assert run_train(train_flags(pristine_toy, tmp_path / "aspp", max_iter=3)).returncode == 0
     other = train_flags(pristine_toy, tmp_path / "vortex", max_iter=3, aspp_or_vortex=2, init_from=tmp_path / "aspp")
     refused = run_train(other)
-    assert refused.returncode == 1
-    assert "does not fit this model (head: checkpoint has 'aspp', this run has 'vortex')" in refused.stderr
+    assert refused.returncode == 2  # found before any work: a usage error, as everywhere
+    assert "--init_from: " in refused.stderr and "does not fit this model (head: checkpoint has 'aspp', this run has 'vortex')" in refused.stderr
     assert "--load_backbone_only" in refused.stderr
     accepted = run_train(other + ["--load_backbone_only", "1"])
     assert accepted.returncode == 0, accepted.stderr

@@ -6,6 +6,7 @@ import pytest
 
 from deeplab_gluon.checkpoint import Checkpoint, checkpoint_name
 from deeplab_gluon.train import main, parse_config
+from deeplab_gluon.cli import UsageError
 from deeplab_gluon.trainer import TrainingError, should_checkpoint, should_validate, starting_point
 from tiny_model import save_tiny_checkpoint, tiny_net
 
@@ -38,9 +39,9 @@ def test_resume_resolves_last_epoch_and_file(run_with_checkpoints):
     assert starting_point("last", "", checkpoints).resume.iteration == 6
     assert starting_point("1", "", checkpoints).resume.iteration == 3  # the end of epoch 1
     assert starting_point(str(checkpoints / checkpoint_name(3)), "", checkpoints).resume.iteration == 3
-    with pytest.raises(TrainingError, match="already holds checkpoints: pass --resume last"):
+    with pytest.raises(UsageError, match="already holds checkpoints: pass --resume last"):
         starting_point("-1", "", checkpoints)
-    with pytest.raises(TrainingError, match="no checkpoint from the end of epoch 7"):
+    with pytest.raises(UsageError, match="--resume 7: no checkpoint from the end of epoch 7"):
         starting_point("7", "", checkpoints)
 
 
@@ -133,7 +134,7 @@ def test_a_validation_split_without_valid_pixels_neither_breaks_the_summary_nor_
     assert first.returncode == 0, first.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best_mIoU"] is None and summary["final"]["mIoU"] is None
-    resumed = run_train(train_flags(root, run, max_iter=4, resume="last"))
+    resumed = run_train(train_flags(root, run, max_iter=4, resume="last", allow_config_change=1))
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "summary.json").read_text())["iteration"] == 4
 

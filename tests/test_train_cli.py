@@ -89,7 +89,7 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
 
     # a fresh start into a folder that holds checkpoints is refused rather than overwriting them
     refused = run_train(train_flags(toy_root, interrupted, max_iter=12))
-    assert refused.returncode == 1 and "already holds checkpoints: pass --resume last" in refused.stderr
+    assert refused.returncode == 2 and "already holds checkpoints: pass --resume last" in refused.stderr
 
     resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last"))
     assert resumed.returncode == 0, resumed.stderr

@@ -5,5 +5,5 @@ class DataError(ValueError):
     """A dataset, split list, image or label file is missing or unreadable.
 
     The message always names the offending path, so that scripts can print it on one line
-    (and exit with status 2) instead of a traceback.
+    (exit status 2 when found before the work, 1 during it) instead of a traceback.
     """
