@@ -289,6 +289,12 @@ def resumed_config_changes(config, resumed: Checkpoint) -> List[str]:
         raise UsageError(f"--resume: {resumed.path} records no training config, so its flags cannot be compared "
                          f"with these; pass --allow_config_change 1 to resume from it anyway")
     changes = config.recipe_changes(saved)
+    phase_change = [change for change in changes if change.startswith(("--output_stride", "--freeze_batch_norm"))]
+    if phase_change:  # even with --allow_config_change: best.ckpt and the record would mix two phases
+        folder = Path(config.output_dir)
+        raise UsageError(f"--resume: {', '.join(phase_change)} starts a new phase of the recipe, which goes into "
+                         f"its own folder: pass --init_from {folder} --output_dir {folder.parent / (folder.name + '_phase2')}"
+                         f" instead of --resume (as sh_train.sh does)")
     if changes and not config.allow_config_change:
         raise UsageError(f"--resume: {resumed.path} was trained with other settings: {', '.join(changes)}; a resumed "
                          f"run keeps them to continue exactly: pass --allow_config_change 1 to change them anyway, "

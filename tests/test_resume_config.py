@@ -71,3 +71,20 @@ def test_resume_with_other_flags_is_refused_and_every_segment_keeps_its_config(t
     starts = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"start"' in line]
     assert [s["config_file"] for s in starts] == ["config.json", "config-resume-0000002.json"]
     assert Checkpoint.latest(run / "checkpoints").meta["config"]["crop_size"] == 40
+
+
+def test_phase_two_into_phase_ones_folder_is_refused_with_the_command_that_does_it(tmp_path):
+    """The recipe's phase 2 (OS8, frozen BatchNorm) resumed into phase 1's folder would leave best.ckpt an
+    OS16 model in a folder that says OS8 (issue 19, item 4); refused even with --allow_config_change."""
+    phase1 = parse_config(["--dataset", "toy", "--output_stride", "16", "--output_dir", str(tmp_path / "phase1")])
+    saved = Checkpoint(tmp_path / "phase1" / "checkpoints" / "iter-0000003.ckpt",
+                       {"iteration": 3, "model": {}, "config": phase1.to_dict()})
+    for allow in ("0", "1"):
+        phase2 = parse_config(["--dataset", "toy", "--output_stride", "8", "--freeze_batch_norm", "1", "--resume",
+                               "last", "--output_dir", str(tmp_path / "phase1"), "--allow_config_change", allow])
+        with pytest.raises(Exception) as refused:
+            resumed_config_changes(phase2, saved)
+        assert str(refused.value) == (
+            "--resume: --output_stride 16 (now 8), --freeze_batch_norm 0 (now 1) starts a new phase of the recipe, "
+            f"which goes into its own folder: pass --init_from {tmp_path / 'phase1'} --output_dir "
+            f"{tmp_path / 'phase1_phase2'} instead of --resume (as sh_train.sh does)")
