@@ -3,26 +3,14 @@ import mxnet as mx
 import numpy as np
 import pytest
 from mxnet.gluon.model_zoo import vision
+from zoo_weights import randomised
 
 from deeplab_gluon.models.backbones.resnet_v2 import DilatedResNetV2, stage_strides_and_dilations
 
 
 def _zoo_with_random_weights(depth):
     """A zoo resnet<depth>_v2 whose every parameter, BN statistics included, is random."""
-    zoo = vision.get_model(f"resnet{depth}_v2")
-    zoo.initialize()
-    zoo(mx.nd.zeros((1, 3, 32, 32)))  # finish deferred shapes
-    rng = np.random.RandomState(depth)
-    for name, param in zoo.collect_params().items():
-        shape = param.shape
-        if name.endswith("weight") and len(shape) == 4:
-            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        elif name.endswith(("gamma", "running_var")):
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.uniform(-0.1, 0.1, shape)
-        param.set_data(mx.nd.array(value))
-    return zoo
+    return randomised(vision.get_model(f"resnet{depth}_v2"), depth)
 
 
 def _zoo_features(zoo, x):

@@ -14,25 +14,10 @@ from deeplab_gluon.models.backbones.base import guess_zoo_model
 from deeplab_gluon.models.backbones.mobilenet_v2 import DilatedMobileNetV2, block_strides_and_dilations
 from deeplab_gluon.models.backbones.resnet_v1b import DilatedResNetV1b
 from deeplab_gluon.models.backbones.xception import Xception65
+from zoo_weights import randomised as _randomised
+
 
 TOL = dict(rtol=1e-4, atol=1e-4)
-
-
-def _randomised(zoo, seed):
-    """``zoo`` with every parameter random, BN statistics included, so a misplaced one shows."""
-    zoo.initialize()
-    zoo(mx.nd.zeros((1, 3, 32, 32)))  # finish deferred shapes
-    rng = np.random.RandomState(seed)
-    for name, param in zoo.collect_params().items():
-        shape = param.shape
-        if name.endswith("weight") and len(shape) == 4:
-            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        elif name.endswith(("gamma", "running_var")):
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.uniform(-0.1, 0.1, shape)
-        param.set_data(mx.nd.array(value))
-    return zoo
 
 
 def _saved(zoo, tmp_path, name):

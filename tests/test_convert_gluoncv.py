@@ -25,6 +25,7 @@ from deeplab_gluon.data import (ADE20K_CLASSES, ADE20K_COLOURS, CITYSCAPES_CLASS
 from deeplab_gluon.models import ModelSpec
 from fake_scenes import write_ade20k
 from train_runs import run_train, train_flags
+from zoo_weights import randomise_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 CROP = 480  # gluoncv's DeepLabV3 crop_size, the only input size its network takes
@@ -42,18 +43,7 @@ def randomised_gluoncv(name, seed):
         zoo = gluoncv_model(name, pretrained=False, pretrained_base=False)
         zoo.initialize()
     zoo.base_forward(mx.nd.zeros((1, 3, 32, 32)))  # finish the backbone's deferred shapes
-    rng = np.random.RandomState(seed)
-    for name, param in zoo._collect_params_with_prefix().items():
-        shape = param.shape
-        if name.endswith("weight") and len(shape) == 4:
-            value = rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-        elif name.endswith("gamma") and ".bn3." in name:
-            value = rng.uniform(0.05, 0.15, shape)
-        elif name.endswith(("gamma", "running_var")):
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.uniform(-0.1, 0.1, shape)
-        param.set_data(mx.nd.array(value))
+    randomise_parameters(zoo._collect_params_with_prefix(), seed, small_gamma=lambda name: ".bn3." in name)
     return zoo
 
 
