@@ -33,6 +33,8 @@ bench: install
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_scaling.py
+	$(PY) benchmarks/bench_precision.py
+	$(PY) benchmarks/bench_threads.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

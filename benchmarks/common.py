@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-import mxnet as mx
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NO_GPU_NOTE = "not measured: no GPU available"
@@ -26,6 +24,12 @@ STARTED = time.time()  # when the benchmark process imported this module; result
 
 if str(REPO_ROOT) not in sys.path:  # run as `python benchmarks/bench_x.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
+
+# Before mxnet: the package chooses MXNet's OpenMP thread count as it loads (one per physical core),
+# so the benchmarks run with the threads every entry point of the package uses.
+import deeplab_gluon  # noqa: E402
+
+import mxnet as mx  # noqa: E402
 
 
 def cpu_model() -> str:
@@ -70,8 +74,10 @@ def machine_description(contexts: Sequence[mx.Context] = (mx.cpu(),)) -> dict:
         "python": platform.python_version(),
         "mxnet_version": mx.__version__,
         "mxnet_features_enabled": sorted(name for name, feature in features.items() if feature.enabled),
-        "threads": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS",
-                                                            "MXNET_SUBGRAPH_BACKEND", "MKL_NUM_THREADS")},
+        "threads": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS",
+                                                            "MXNET_CPU_WORKER_NTHREADS", "MXNET_SUBGRAPH_BACKEND",
+                                                            "MKL_NUM_THREADS")},
+        "thread_choice": deeplab_gluon.cpu_threads.current_choice().as_dict(),
         "contexts": [str(ctx) for ctx in contexts],
         "gpu_used": uses_gpu,
         "gpus_visible": num_gpus,
@@ -157,9 +163,10 @@ def run_worker(script: str, flag: str, spec: dict, env: Optional[dict] = None) -
 
 
 def describe_machine(machine: dict) -> str:
-    """One line for the top of a benchmark's output, from :func:`machine_description`."""
+    """The top of a benchmark's output, from :func:`machine_description`: the machine, then MXNet's threads."""
     return (f"{machine['cpu_model']}, {machine['usable_cores']} cores, MXNet {machine['mxnet_version']}, "
-            f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}")
+            f"load {machine['load_average_at_start']}; GPU: {machine['gpu_note'] or 'used'}\n"
+            f"{machine['thread_choice']['line']}")
 
 
 def describe_quiet_check(check: dict) -> str:
