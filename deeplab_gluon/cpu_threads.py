@@ -257,13 +257,24 @@ _fork_handler_installed = False
 _restarted = False  # this process is the execve of use_threads
 
 
-def _one_thread_in_forked_child() -> None:
-    """Forked data-loader workers: one OpenCV thread each (MXNet's own fork handler already drops
-    its operators to one OpenMP thread there), so N workers and the main process do not each
-    try to use every core."""
+_opencv_threads_before_fork: List[int] = []
+
+
+def _opencv_to_one_thread_for_fork() -> None:
+    """Before a fork (data-loader workers): OpenCV down to one thread, which the child inherits, so
+    N workers and the main process do not each use every core (MXNet's own fork handler already
+    drops the child's operators to one OpenMP thread). Done in the parent and undone after: calling
+    ``cv2.setNumThreads`` in the child hangs it when the parent had used OpenCV's thread pool."""
     cv2 = sys.modules.get("cv2")
     if cv2 is not None:
+        _opencv_threads_before_fork.append(cv2.getNumThreads())
         cv2.setNumThreads(1)
+
+
+def _opencv_threads_back_after_fork() -> None:
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and _opencv_threads_before_fork:
+        cv2.setNumThreads(_opencv_threads_before_fork.pop())
 
 
 def configure_mxnet_threads(environ: MutableMapping[str, str] = os.environ) -> ThreadChoice:
@@ -281,7 +292,7 @@ def configure_mxnet_threads(environ: MutableMapping[str, str] = os.environ) -> T
     elif choice.source in (FROM_CORES, FROM_FLAG):
         _export(choice, environ)
     if not _fork_handler_installed and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_one_thread_in_forked_child)
+        os.register_at_fork(before=_opencv_to_one_thread_for_fork, after_in_parent=_opencv_threads_back_after_fork)
         _fork_handler_installed = True
     _current = choice
     return choice

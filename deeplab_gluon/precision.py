@@ -6,13 +6,16 @@ logits ``(N, num_classes, H, W)`` float32, so :mod:`~deeplab_gluon.inference` (m
 evaluation) runs unchanged in every precision.
 
 * ``fp32``: on the CPU, ``optimize_for(backend="MKLDNN")`` fuses convolution, BatchNorm, ReLU and
-  residual additions into oneDNN kernels (same outputs to float rounding). The fused graph keeps
-  taking any input size. On a GPU the plain hybridized network.
+  residual additions into oneDNN kernels (same outputs to float rounding). The fused graph takes any
+  input size but is only faster at a fixed one, so each repeated input size gets a static fused
+  executor (:mod:`~deeplab_gluon.static_shapes`) and other sizes run the plain graph. On a GPU the
+  plain hybridized network.
 * ``bf16``: MXNet's AMP casts Convolution (and what follows it up to the next fp32-only operator) to
   bfloat16 and leaves operators without a bf16 kernel in fp32 (AMP's own list). It needs a CPU with
   AVX512-BF16 or AMX; without one, this says so in one line and runs fp32.
 * ``int8``: ``quantize_net_v2`` with oneDNN, calibrated on a few images; the layers that lose most
-  accuracy stay fp32 (:data:`INT8_KEEP_FP32`). The calibrated graph can be cached as a symbol +
+  accuracy stay fp32 (:data:`INT8_KEEP_FP32`). Static executors per repeated size as for fp32 (int8
+  ran at about half speed with changing sizes). The calibrated graph can be cached as a symbol +
   params pair (:func:`int8_cache_prefix`) that plain MXNet loads with ``SymbolBlock.imports``.
 
 The auxiliary head, a training aid, is left out of every prepared network.

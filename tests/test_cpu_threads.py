@@ -161,14 +161,17 @@ result = {"chosen": cpu_threads.current_choice().threads, "source": cpu_threads.
           "busy": busy_threads(convolutions), "pid": os.getpid()}
 if len(sys.argv) > 1 and sys.argv[1] == "--loader":
     import cv2
+    import numpy as np
+    cv2.resize(np.zeros((2000, 2000, 3), np.float32), (3000, 3000))  # the parent's OpenCV threads exist
+    result["parent_cv2_threads_before"] = cv2.getNumThreads()
     class Probe(mx.gluon.data.Dataset):
         def __len__(self):
             return 1
         def __getitem__(self, index):
-            import numpy as np
             return np.array([busy_threads(convolutions), cv2.getNumThreads()], dtype="float32")
-    batch = next(iter(mx.gluon.data.DataLoader(Probe(), batch_size=1, num_workers=1)))
+    batch = next(iter(mx.gluon.data.DataLoader(Probe(), batch_size=1, num_workers=1, timeout=60)))
     result["worker_busy"], result["worker_cv2_threads"] = (int(v) for v in batch.asnumpy()[0])
+    result["parent_cv2_threads"] = cv2.getNumThreads()
 print("RESULT", json.dumps(result))
 """
 
@@ -227,3 +230,4 @@ def test_forked_loader_workers_compute_with_one_thread():
         pytest.skip("needs two physical cores")
     result, _ = run_probe(["--loader"], cpus=set(sorted(os.sched_getaffinity(0))[:2]))
     assert (result["busy"], result["worker_busy"], result["worker_cv2_threads"]) == (2, 1, 1)
+    assert result["parent_cv2_threads"] == result["parent_cv2_threads_before"] > 1  # lowered around the fork only

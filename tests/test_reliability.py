@@ -16,7 +16,7 @@ from deeplab_gluon.checkpoint import Checkpoint
 from deeplab_gluon.data import DataError, SegFolderDataset, get_dataset, make_toy_dataset, write_image
 from deeplab_gluon.data.loader import SeededTransformDataset
 from deeplab_gluon.data.transforms import TrainTransform
-from train_runs import run_train, start_train, train_flags
+from train_runs import one_thread_env, run_train, start_train, train_flags
 
 
 @pytest.fixture(scope="module")
@@ -170,13 +170,13 @@ def _complete(path):
 def test_random_sigkills_during_steps_and_checkpoint_writes_lose_nothing(pristine_toy, tmp_path):
     """Checkpoints every iteration, so most kills land in the middle of a checkpoint write."""
     flags = dict(max_iter=12, checkpoint_every=1)
-    straight = run_train(train_flags(pristine_toy, tmp_path / "straight", **flags))
+    straight = run_train(train_flags(pristine_toy, tmp_path / "straight", **flags), env=one_thread_env())
     assert straight.returncode == 0, straight.stderr
 
     run, rng, kills = tmp_path / "killed", random.Random(4), 0
     while True:
         resume = "last" if ckpt.list_checkpoints(run / "checkpoints") else "-1"
-        process = start_train(train_flags(pristine_toy, run, resume=resume, **flags))
+        process = start_train(train_flags(pristine_toy, run, resume=resume, **flags), env=one_thread_env())
         if kills < 3:
             deadline = time.time() + 240  # wait until this process trains, then kill it at a random moment
             while _log_segments(run) <= kills or '"train"' not in (run / "log.jsonl").read_text().split('"start"')[-1]:

@@ -14,7 +14,7 @@ from deeplab_gluon import checkpoint as ckpt
 from deeplab_gluon.checkpoint import Checkpoint
 from deeplab_gluon.data import make_toy_dataset
 from deeplab_gluon.train import main, parse_config
-from train_runs import run_train, start_train, train_flags
+from train_runs import one_thread_env, run_train, start_train, train_flags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,11 +76,11 @@ def _wait_for_checkpoint(output_dir, process, at_least):
 @pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(toy_root, tmp_path):
     straight = tmp_path / "straight"
-    result = run_train(train_flags(toy_root, straight, max_iter=12))
+    result = run_train(train_flags(toy_root, straight, max_iter=12), env=one_thread_env())
     assert result.returncode == 0, result.stderr
 
     interrupted = tmp_path / "interrupted"
-    process = start_train(train_flags(toy_root, interrupted, max_iter=12))
+    process = start_train(train_flags(toy_root, interrupted, max_iter=12), env=one_thread_env())
     _wait_for_checkpoint(interrupted, process, at_least=3)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -91,7 +91,7 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     refused = run_train(train_flags(toy_root, interrupted, max_iter=12))
     assert refused.returncode == 2 and "already holds checkpoints: pass --resume last" in refused.stderr
 
-    resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last"))
+    resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last"), env=one_thread_env())
     assert resumed.returncode == 0, resumed.stderr
     for path in ckpt.list_checkpoints(interrupted / "checkpoints"):
         Checkpoint.read(path)  # every kept checkpoint is complete

@@ -78,5 +78,6 @@ def trained_tiny_net(head: str = "aspp", iterations: int = 40, size: int = 48, s
     trainer = SegmentationTrainer(net, [mx.cpu()], learning_rate=0.05)
     for step in range(iterations):
         batch = rng.choice(64, 8, replace=False)
-        trainer.train_step(mx.nd.array(images[batch]), mx.nd.array(labels[batch]), 0.05 * (1 - step / iterations) ** 0.9)
+        learning_rate = 0.05 * (1 - step / iterations) ** 0.9
+        trainer.train_step(mx.nd.array(images[batch]), mx.nd.array(labels[batch]), learning_rate)
     return net, mx.nd.array(images[64:]), labels[64:].astype(np.uint8)

@@ -1,4 +1,5 @@
 """Running train.py in a subprocess for a few CPU steps on a small toy set (the end-to-end tests)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,14 @@ def run_train(args, timeout=300, **kwargs):
                           **kwargs)
 
 
-def start_train(args):
+def start_train(args, **kwargs):
     """Start train.py and return the ``Popen``, stdout discarded, stderr readable as text."""
     return subprocess.Popen(TRAIN_PY + list(args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, **kwargs)
+
+
+def one_thread_env():
+    """The environment for runs compared bit for bit: one OpenMP thread. With several, MXNet's
+    BilinearResize2D backward adds its contributions in a varying order, so two runs of the same
+    steps differ by float rounding (about 1e-6 relative in a gradient), which SGD then carries on."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
