@@ -252,10 +252,17 @@ def check_free_space(path: Path, net: mx.gluon.Block, trainer: Optional[mx.gluon
                               f"the previous checkpoint files are intact")
 
 
-def load_model(path, ctx=None, output_stride: Optional[int] = None):
+def load_model(path, ctx=None, output_stride: Optional[int] = None, precision: Optional[str] = None, **calibration):
     """The trained network in a checkpoint file or run folder, ready for inference:
-    ``Checkpoint.open(path).load(ctx, output_stride)``."""
-    return Checkpoint.open(path).load(ctx, output_stride)
+    ``Checkpoint.open(path).load(ctx, output_stride)``; with ``precision`` (``fp32``, ``bf16`` or
+    ``int8``, and for int8 ``calib_images``, ``calib_mode``, ``calib_dir``) the network prepared by
+    :func:`~deeplab_gluon.precision.prepare_checkpoint`, which returns the main logits only."""
+    if precision is None:
+        return Checkpoint.open(path).load(ctx, output_stride)
+    from .precision import InferenceFlags, prepare_checkpoint
+
+    return prepare_checkpoint(Checkpoint.open(path), ctx, output_stride, InferenceFlags(precision=precision,
+                                                                                        **calibration))
 
 
 # ------------------------------------------------------------------------------ run-folder housekeeping

@@ -193,6 +193,8 @@ def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str
             fail(prog, problem)
         if problems:
             return USAGE
+        if getattr(config, "threads", None) is not None:
+            _apply_threads(config.threads, restart=argv is None)
         return work(config) or 0
     except (UsageError,) + tuple(usage_errors) as err:
         return fail(prog, err, USAGE)
@@ -201,6 +203,17 @@ def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str
         return INTERRUPTED
     except (JobError, DataError, OSError) as err:
         return fail(prog, err, FAILURE)
+
+
+def _apply_threads(threads: int, restart: bool) -> None:
+    """``--threads``: restart this process with the count when MXNet is loaded (a command), or refuse
+    it (``main(argv)`` called from Python, where a restart would replace the caller)."""
+    from .cpu_threads import ThreadsError, use_threads
+
+    try:
+        use_threads(threads, restart=restart)
+    except (ValueError, ThreadsError) as err:
+        raise UsageError(str(err)) from None
 
 
 def output_problem(path: Path, flag_name: str, folder: bool) -> Optional[str]:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import FrozenSet, Iterable, List, Mapping, MutableMapping, Optional, Tuple
+
+from .cli import flag
 
 MXNET_MAX_THREADS = "MXNET_OMP_MAX_THREADS"  # read by MXNet when its library loads
 OMP_NUM_THREADS = "OMP_NUM_THREADS"
@@ -301,6 +303,16 @@ def configure_mxnet_threads(environ: MutableMapping[str, str] = os.environ) -> T
 def current_choice() -> ThreadChoice:
     """The thread choice this process runs with (for the log line and ``config.json``)."""
     return _current if _current is not None else choose_threads()
+
+
+@dataclass
+class ThreadsFlag:
+    """``--threads``, declared once: the configs of train, evaluate, predict and export inherit it and
+    :func:`~deeplab_gluon.cli.run_job` applies it with :func:`use_threads`."""
+
+    threads: Optional[int] = field(default=None, metadata=flag(
+        "OpenMP threads of MXNet's CPU operators; default: OMP_NUM_THREADS if set, else one per physical core "
+        "this process may use", group="threads"))
 
 
 class ThreadsError(RuntimeError):

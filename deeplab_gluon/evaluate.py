@@ -38,6 +38,7 @@ from .data.folder import LABEL_SUFFIXES
 from .data.palette import VOC_CLASSES, read_label
 from .metrics import ConfusionMatrix
 from .models.spec import OUTPUT_STRIDES
+from .precision import InferenceFlags, prepare_checkpoint
 
 PROG = "evaluate"
 FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
@@ -48,7 +49,7 @@ CHECKPOINT_MODE, FOLDER_MODE, BOTH = "checkpoint mode", "folder mode", "both mod
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(InferenceFlags):
     """Command-line settings of ``python -m deeplab_gluon.evaluate``: checkpoint mode or folder mode."""
 
     checkpoint: Optional[Path] = field(default=None, metadata=flag(
@@ -110,6 +111,7 @@ class EvaluateConfig:
                 problems.append(f"--num_workers cannot be negative, got {self.num_workers}")
             if self.limit is not None and self.limit < 1:
                 problems.append(f"--limit must be at least 1, got {self.limit}")
+            problems += self.precision_problems()
         else:
             if self.pred_dir is None or self.gt_dir is None:
                 problems.append("give --checkpoint (score a model) or both --pred_dir and --gt_dir (score PNGs)")
@@ -118,6 +120,8 @@ class EvaluateConfig:
                 problems.append(f"--{mixed[0]} needs --checkpoint")
             if self.scales != (1.0,) or self.flip:
                 problems.append("--scales and --flip need --checkpoint")
+            if self.precision != "fp32":
+                problems.append("--precision needs --checkpoint")
             if self.num_classes is not None and self.num_classes < 1:
                 problems.append(f"--num_classes must be positive, got {self.num_classes}")
         if self.ignore_label is not None and not 0 <= self.ignore_label <= 255:
@@ -230,8 +234,8 @@ def run_folder_mode(config: EvaluateConfig) -> int:
 
 def default_output_path(checkpoint: Path, split: str, scales: Sequence[float], flip: bool,
                         output_stride: Optional[int], trained_output_stride: Optional[int],
-                        limit: Optional[int]) -> Path:
-    """``<checkpoint>.eval-<split>[-ms][-flip][-os8][-limitN].json`` beside the checkpoint.
+                        limit: Optional[int], precision: str = "fp32") -> Path:
+    """``<checkpoint>.eval-<split>[-ms][-flip][-os8][-limitN][-int8].json`` beside the checkpoint.
 
     The suffixes name what differs from a plain single-scale run at the trained output stride, so
     evaluations with different settings never overwrite each other.
@@ -245,6 +249,8 @@ def default_output_path(checkpoint: Path, split: str, scales: Sequence[float], f
         name += f"-os{output_stride}"
     if limit is not None:
         name += f"-limit{limit}"
+    if precision != "fp32":
+        name += f"-{precision}"
     return checkpoint.with_name(name + ".json")
 
 
@@ -303,7 +309,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     trained_output_stride = spec.output_stride
     output_stride = config.output_stride or trained_output_stride
     output = config.output or default_output_path(checkpoint.path, config.split, config.scales, config.flip,
-                                                  config.output_stride, trained_output_stride, config.limit)
+                                                  config.output_stride, trained_output_stride, config.limit,
+                                                  config.precision)
     problem = output_problem(output, "--output", folder=False)
     if problem:
         raise UsageError(problem)
@@ -317,7 +324,8 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
 
     ctxs = parse_devices(config.gpus)
     plan = plan_evaluation(config)
-    net = plan.checkpoint.load(ctxs, output_stride=plan.output_stride)
+    net = prepare_checkpoint(plan.checkpoint, ctxs, plan.output_stride, config, plan.dataset_name, plan.data_dir)
+    print(net.describe())
     start = time.time()
     confusion = evaluate_dataset(net, plan.dataset, ctxs, len(plan.classes), plan.ignore_label, config.scales,
                                  config.flip, config.num_workers, progress=config.progress,
@@ -333,7 +341,8 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
         "num_images": len(plan.dataset),
         "settings": {"scales": list(config.scales), "flip": config.flip, "output_stride": plan.output_stride,
                      "trained_output_stride": plan.trained_output_stride, "devices": [str(c) for c in ctxs],
-                     "ignore_label": plan.ignore_label, "limit": config.limit},
+                     "ignore_label": plan.ignore_label, "limit": config.limit, "precision": net.precision,
+                     "precision_notes": net.notes},
         "classes": plan.classes,
         "summary": summary,
         "confusion_matrix": confusion.matrix.tolist(),
@@ -345,7 +354,7 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     scales = ",".join(f"{s:g}" for s in config.scales)
     print(f"{plan.checkpoint.path} (iteration {plan.checkpoint.iteration}) on {plan.dataset_name} {config.split}: "
           f"{len(plan.dataset)} images, scales {scales}{', flip' if config.flip else ''}, "
-          f"output stride {plan.output_stride}, {seconds:.1f} s; "
+          f"output stride {plan.output_stride}, {net.precision}, {seconds:.1f} s; "
           f"pixAcc {100 * (summary['pixAcc'] or 0):.2f}, mIoU {100 * (summary['mIoU'] or 0):.2f}")
     print(f"wrote {plan.output}")
     return 0

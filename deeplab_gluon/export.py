@@ -29,6 +29,7 @@ import numpy as np
 
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
 from .models.spec import OUTPUT_STRIDES, ModelSpec
+from .precision import InferenceFlags, prepare_checkpoint
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "export"
@@ -47,7 +48,7 @@ def _formats(text: str) -> Tuple[str, ...]:
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(InferenceFlags):
     """Command-line settings of ``python -m deeplab_gluon.export``."""
 
     checkpoint: Optional[Path] = field(default=None, metadata=flag(
@@ -56,15 +57,24 @@ class ExportConfig:
     output_stride: Optional[int] = field(default=None, metadata=flag(
         "rebuild the network at this output stride (same weights); default: the trained one",
         choices=OUTPUT_STRIDES))
-    formats: Tuple[str, ...] = field(default=FORMATS, metadata=flag(
-        "symbol, onnx or symbol,onnx", name="format", parse=_formats))
+    format: Optional[Tuple[str, ...]] = field(default=None, metadata=flag(
+        "symbol, onnx or symbol,onnx; default: both for fp32, symbol for bf16 and int8 (ONNX has no graph for "
+        "them)", parse=_formats))
     input_size: Tuple[int, int] = field(default=(512, 512), metadata=flag(
         "traced input size; the ONNX input size with --dynamic 0", metavar=("H", "W")))
     dynamic: bool = field(default=True, metadata=flag("ONNX with dynamic batch, height and width"))
     check: bool = field(default=True, metadata=flag("run the exports on another size and compare with Gluon"))
 
+    @property
+    def formats(self) -> Tuple[str, ...]:
+        """The formats to write: ``--format``, else what the precision allows."""
+        return self.format or (FORMATS if self.precision == "fp32" else ("symbol",))
+
     def problems(self) -> List[str]:
-        problems = []
+        problems = self.precision_problems()
+        if self.precision != "fp32" and "onnx" in self.formats:
+            problems.append(f"--format onnx writes fp32 only (ONNX has no graph for MXNet's {self.precision}); "
+                            f"pass --format symbol")
         if min(self.input_size) < 1:
             problems.append(f"--input_size must be positive, got {self.input_size[0]} {self.input_size[1]}")
         problems.append(output_problem(self.output_dir, "--output_dir", folder=True))
@@ -92,7 +102,7 @@ def export_symbol(net: mx.gluon.HybridBlock, prefix: Path, input_shape: Sequence
     """
     net.hybridize(static_alloc=True)
     net(mx.nd.zeros(tuple(input_shape)))
-    net.export(str(prefix), epoch=0)
+    net.export(str(prefix), epoch=0, remove_amp_cast=False)  # a bf16 graph needs its casts
     symbol_file, params_file = Path(f"{prefix}-symbol.json"), Path(f"{prefix}-0000.params")
     symbol = mx.sym.load(str(symbol_file))
     if len(symbol.list_outputs()) > 1:
@@ -173,8 +183,14 @@ def run_export(config: ExportConfig) -> int:
     checkpoint = checkpoint_flag(config.checkpoint)  # a one-line usage error before any work
     spec = checkpoint.spec.replace(output_stride=config.output_stride or checkpoint.spec.output_stride)
     net = checkpoint.load(mx.cpu(), output_stride=spec.output_stride)
+    converted = None  # bf16 / int8: the converted graph is what is exported and checked
+    if config.precision != "fp32":
+        converted = prepare_checkpoint(checkpoint, mx.cpu(), spec.output_stride, config)
+        print(converted.describe())
+        converted = converted if converted.graph is not None else None  # fell back to fp32
+    precision = converted.precision if converted else "fp32"
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    name = export_prefix(spec)
+    name = export_prefix(spec) + ("" if precision == "fp32" else f"_{precision}")
     traced = (1, 3) + tuple(config.input_size)
     scratch = None
     symbol_dir = config.output_dir
@@ -182,7 +198,7 @@ def run_export(config: ExportConfig) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="deeplab-export-"))
         symbol_dir = scratch
     try:
-        symbol_file, params_file = export_symbol(net, symbol_dir / name, traced)
+        symbol_file, params_file = export_symbol(converted.graph if converted else net, symbol_dir / name, traced)
         written = [symbol_file, params_file] if scratch is None else []
         onnx_file = None
         if "onnx" in config.formats:
@@ -192,6 +208,7 @@ def run_export(config: ExportConfig) -> int:
         meta_file = config.output_dir / f"{name}-meta.json"
         meta_file.write_text(json.dumps({
             "checkpoint": str(checkpoint.path), "iteration": checkpoint.iteration, "model": spec.to_dict(),
+            "precision": precision, "precision_notes": converted.notes if converted else [],
             "output_stride": spec.output_stride, "classes": checkpoint.classes, "palette": checkpoint.meta.get("palette"),
             "ignore_label": checkpoint.meta.get("ignore_label"),
             "input": {"name": INPUT_NAME, "layout": "NCHW", "channels": "RGB",
@@ -208,6 +225,11 @@ def run_export(config: ExportConfig) -> int:
             shape = check_shape(config.input_size, config.dynamic)
             batch = np.random.RandomState(0).normal(size=shape).astype(np.float32)
             reference = main_logits(net(mx.nd.array(batch))).asnumpy()
+            if converted:
+                fp32, reference = reference, converted(mx.nd.array(batch)).asnumpy()
+                agreement = float(np.mean(fp32.argmax(axis=1) == reference.argmax(axis=1)))
+                print(f"{precision} and fp32 give the same class on {100 * agreement:.1f}% of the pixels of a random "
+                      f"{'x'.join(map(str, shape))} input")
             results = {"symbol": run_symbol(symbol_file, params_file, batch)}
             if onnx_file is not None:
                 results["onnx"] = run_onnx(onnx_file, batch)
@@ -216,7 +238,8 @@ def run_export(config: ExportConfig) -> int:
                 if kind not in config.formats:
                     continue
                 difference = float(np.abs(output - reference).max())
-                print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to Gluon {difference:.2e} "
+                print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to {precision} in Gluon "
+                      f"{difference:.2e} "
                       f"(logits up to {scale:.3g})")
                 if output.shape != reference.shape or difference > 1e-4 * scale + 1e-4:
                     raise JobError(f"the {kind} export differs from the Gluon model by {difference:.3g} "

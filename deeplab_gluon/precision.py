@@ -37,6 +37,8 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock, SymbolBlock
 
+from .cli import flag
+from .cpu_threads import ThreadsFlag
 from .static_shapes import StaticShapeExecutors
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -66,6 +68,7 @@ class InferenceNetwork:
     precision: str
     requested: str
     notes: List[str] = field(default_factory=list)
+    graph: Optional[HybridBlock] = None  # bf16 and int8: the converted graph, for HybridBlock.export
 
     def __call__(self, x: mx.nd.NDArray) -> mx.nd.NDArray:
         return self.net(x)
@@ -132,11 +135,12 @@ def optimize_for_inference(net: HybridBlock, precision: str = "fp32", ctx: Optio
                      "/proc/cpuinfo): running fp32")
         precision = "fp32"
     if precision == "bf16":
-        return InferenceNetwork(_bf16(net, ctx), "bf16", requested, notes)
+        converted = _bf16(net, ctx)
+        return InferenceNetwork(converted, "bf16", requested, notes, graph=converted)
     if precision == "int8":
         symbol, block = _int8(net, ctx, calibration_batches, calib_mode, cache_prefix, int8_keep_fp32, notes)
         return InferenceNetwork(StaticShapeExecutors(block, partial(_static_int8, symbol, block), max_static_shapes),
-                                "int8", requested, notes)
+                                "int8", requested, notes, graph=block)
     if ctx.device_type != "cpu":
         return InferenceNetwork(_hybridized(main_logits_block(net)), "fp32", requested, notes)
     return InferenceNetwork(StaticShapeExecutors(_hybridized(main_logits_block(net)), partial(_fused_fp32, net),
@@ -402,3 +406,115 @@ def int8_cache_prefix(checkpoint: Path, output_stride: int, calib_mode: str, cal
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return checkpoint.with_name(f"{checkpoint.name}.int8-os{output_stride}-{calib_mode}{calib_images}-{digest}")
 
+
+
+# ------------------------------------------------------------------------------------ from a checkpoint
+
+@dataclass
+class InferenceFlags(ThreadsFlag):
+    """The flags evaluate, predict and export share, declared once: their configs inherit them."""
+
+    precision: str = field(default="fp32", metadata=flag(
+        "fp32 (oneDNN-fused on the CPU), bf16 (CPUs with AVX512-BF16 or AMX; elsewhere fp32, with a note) or int8 "
+        "(oneDNN, calibrated once on --calib_images images and cached beside the checkpoint)", choices=PRECISIONS,
+        group="precision"))
+    calib_images: int = field(default=32, metadata=flag(
+        "int8: how many images calibrate the value ranges", group="precision"))
+    calib_mode: str = field(default="naive", metadata=flag(
+        "int8: naive (each layer's min/max) or entropy (KL-optimal thresholds)", choices=CALIB_MODES,
+        group="precision"))
+    calib_dir: Optional[Path] = field(default=None, metadata=flag(
+        "int8: a folder of images to calibrate on; default: the checkpoint's training split", group="precision"))
+
+    def precision_problems(self) -> List[str]:
+        """One-line problems with these flags, found without opening any file but ``--calib_dir``."""
+        problems = []
+        if self.calib_images < 1:
+            problems.append(f"--calib_images must be at least 1, got {self.calib_images}")
+        if self.calib_dir is not None and not self.calib_dir.is_dir():
+            problems.append(f"--calib_dir {self.calib_dir} is not a folder")
+        return problems
+
+
+class _ImageFiles:
+    """Image files as a dataset of ``(normalised image (3, H, W), None)``, for calibration."""
+
+    def __init__(self, files: Sequence[Path]):
+        self.files = list(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        from .data import normalize_image, read_image
+
+        return normalize_image(read_image(self.files[index])), None
+
+
+def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str] = None,
+                       data_dir: Optional[Path] = None) -> Tuple[str, Callable[[], mx.nd.NDArray]]:
+    """Where int8 calibration images come from: ``(description, loader)``. The description (part of
+    the cache key) is known at once; the loader reads the images only if calibration runs.
+
+    ``--calib_dir``, else the training split of ``dataset``/``data_dir`` (default: the checkpoint's).
+    The loader raises :class:`~deeplab_gluon.cli.UsageError` when the images are not there.
+    """
+    from .cli import UsageError
+    from .data import DataError, EvalTransform, default_train_split, get_dataset
+    from .data.folder import IMAGE_SUFFIXES
+
+    if flags.calib_dir is not None:
+        folder = Path(flags.calib_dir)
+
+        def from_folder():
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise UsageError(f"--calib_dir {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            return calibration_images(_ImageFiles(files), flags.calib_images)
+
+        return f"folder {folder.resolve()}", from_folder
+    trained = checkpoint.meta.get("config") or {}
+    dataset = dataset or trained.get("dataset")
+    data_dir = Path(data_dir or trained.get("data_dir") or "")
+    split = trained.get("train_split") or (default_train_split(dataset, data_dir) if dataset else "")
+
+    def from_dataset():
+        extra = {"num_classes": checkpoint.spec.num_classes} if dataset == "folder" else {}
+        try:
+            images = get_dataset(dataset, data_dir, split, transform=EvalTransform(), **extra)
+        except (DataError, ValueError) as err:
+            raise UsageError(f"--precision int8 calibrates on the checkpoint's training images ({dataset} {data_dir} "
+                             f"{split}), which cannot be read here ({err}); give --calib_dir with images like the "
+                             f"ones to segment") from None
+        return calibration_images(images, flags.calib_images)
+
+    return f"{dataset} {data_dir} {split}", from_dataset
+
+
+def prepare_checkpoint(checkpoint, ctxs, output_stride: Optional[int] = None, flags: Optional[InferenceFlags] = None,
+                       dataset: Optional[str] = None, data_dir: Optional[Path] = None) -> InferenceNetwork:
+    """A :class:`~deeplab_gluon.checkpoint.Checkpoint`'s network ready to run in ``flags.precision``
+    (see :func:`optimize_for_inference`) on ``ctxs`` (a context or a list).
+
+    Several devices run the plain hybridized fp32 network on each (bf16 and int8 are refused there:
+    one CPU context already uses every core). ``dataset``/``data_dir``: int8 calibration data other
+    than the checkpoint's own (see :func:`calibration_source`).
+    """
+    from .cli import UsageError
+
+    flags = flags or InferenceFlags()
+    ctxs = list(ctxs) if isinstance(ctxs, (list, tuple)) else [ctxs or mx.cpu()]
+    if len(ctxs) > 1:
+        if flags.precision != "fp32":
+            raise UsageError(f"--precision {flags.precision} runs on one device: drop --gpus (one CPU context uses "
+                             f"every core)")
+        return InferenceNetwork(checkpoint.load(ctxs, output_stride), "fp32", "fp32",
+                                [f"plain hybridized graph on each of {len(ctxs)} devices"])
+    net = checkpoint.load(ctxs[0], output_stride)
+    calibration, cache = None, None
+    if flags.precision == "int8":
+        source, calibration = calibration_source(checkpoint, flags, dataset, data_dir)
+        cache = int8_cache_prefix(checkpoint.path, output_stride or checkpoint.spec.output_stride, flags.calib_mode,
+                                  flags.calib_images, source)
+    return optimize_for_inference(net, flags.precision, ctxs[0], calibration_batches=calibration,
+                                  calib_mode=flags.calib_mode, cache_prefix=cache)

@@ -29,6 +29,7 @@ import numpy as np
 from .checkpoint import Checkpoint
 from .cli import FAILURE, JobError, UsageError, checkpoint_flag, fail, flag, output_problem, parse_scales, run_job
 from .models.spec import OUTPUT_STRIDES
+from .precision import InferenceFlags, prepare_checkpoint
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
 
@@ -36,7 +37,7 @@ PROG = "predict"
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(InferenceFlags):
     """Command-line settings of ``python -m deeplab_gluon.predict``."""
 
     checkpoint: Optional[Path] = field(default=None, metadata=flag(
@@ -75,7 +76,7 @@ class PredictConfig:
         if self.limit is not None and self.limit < 1:
             problems.append(f"--limit must be at least 1, got {self.limit}")
         problems.append(output_problem(self.output_dir, "--output_dir", folder=True))
-        return [problem for problem in problems if problem]
+        return [problem for problem in problems + self.precision_problems() if problem]
 
 
 @dataclass
@@ -200,7 +201,8 @@ def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
     from .devices import parse_devices
 
     ctxs = parse_devices(config.gpus)
-    net = plan.checkpoint.load(ctxs, output_stride=config.output_stride)
+    net = prepare_checkpoint(plan.checkpoint, ctxs, config.output_stride, config)
+    print(net.describe())
     images = plan.images
     failed: List[str] = []
     palette = checkpoint_palette(plan.checkpoint.meta)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from .cli import flag, output_problem, run_job
-from .data import ALL_IMAGES, DATASETS, TRAIN_SPLITS, dataset_classes
+from .cpu_threads import ThreadsFlag
+from .data import DATASETS, TRAIN_SPLITS, dataset_classes, default_train_split
 from .models.spec import DILATION_RULES, HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
@@ -35,7 +36,7 @@ def parse_head(text: str) -> str:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ThreadsFlag):
     """Everything one training run needs; stored in every checkpoint."""
 
     dataset: str = field(default="voc", metadata=flag(
@@ -151,7 +152,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata=flag(
         "seed of data order, augmentation, initialisation and dropout", group=RUN, recipe=True))
     deterministic: bool = field(default=False, metadata=flag(
-        "GPU: deterministic cuDNN algorithms only, no autotuning (slower); CPU runs are already repeatable",
+        "GPU: deterministic cuDNN algorithms only, no autotuning (slower); CPU runs repeat bit for bit with one "
+        "thread (--threads 1), to float rounding with several",
         group=RUN))
     max_bad_steps: int = field(default=5, metadata=flag(
         "stop after this many consecutive non-finite losses", group=RUN))
@@ -161,11 +163,7 @@ class TrainConfig:
     def training_split(self) -> str:
         """``train_split``, or the dataset's own training split when it is not given (a folder dataset
         without ``train.txt``: ``all`` its images)."""
-        if self.train_split:
-            return self.train_split
-        if self.dataset == "folder" and not (Path(self.data_dir) / "train.txt").is_file():
-            return ALL_IMAGES
-        return TRAIN_SPLITS[self.dataset]
+        return self.train_split or default_train_split(self.dataset, self.data_dir)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -303,12 +301,9 @@ def _comparable(name: str, value, config: dict):
     except (ValueError, argparse.ArgumentTypeError):
         return value
     if name == "train_split":
-        if value:
+        if value or config.get("dataset") not in TRAIN_SPLITS:
             return value
-        data_dir = config.get("data_dir")
-        if config.get("dataset") == "folder" and data_dir and not (Path(data_dir) / "train.txt").is_file():
-            return ALL_IMAGES
-        return TRAIN_SPLITS.get(config.get("dataset"), value)
+        return default_train_split(config["dataset"], config.get("data_dir") or ".")
     return value
 
 

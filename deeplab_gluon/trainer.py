@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
 from .cli import JobError, UsageError
+from .cpu_threads import current_choice
 from .data import palette_colours
 from .devices import parse_devices
 from .loss import SegmentationLoss, valid_weight
@@ -426,7 +427,10 @@ class TrainingRun:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             it = self.trainer.iteration
             name = "config.json" if start.resume is None else f"config-resume-{it:07d}.json"
-            (self.output_dir / name).write_text(json.dumps(self.config.to_dict(), indent=1))
+            threads = current_choice()
+            print(threads.describe())
+            (self.output_dir / name).write_text(json.dumps({**self.config.to_dict(), "cpu_threads": threads.as_dict()},
+                                                           indent=1))
             if start.note.startswith("--resume last"):
                 print(start.note)
             if start.config_changes:
@@ -436,7 +440,8 @@ class TrainingRun:
             self.log.write("start", data=data, iteration=it, max_iter=self.data.max_iter,
                            iterations_per_epoch=self.data.iterations_per_epoch, devices=[str(c) for c in self.ctxs],
                            worker=self.workers.rank, workers=self.workers.count, note=start.note,
-                           config_changes=start.config_changes, config_file=name, model=self.spec.to_dict())
+                           config_changes=start.config_changes, config_file=name, model=self.spec.to_dict(),
+                           cpu_threads=threads.as_dict())
         self.bar = tqdm(total=self.data.max_iter, initial=self.trainer.iteration, desc="train", dynamic_ncols=True,
                         disable=not (self.config.progress and self.is_main))
 

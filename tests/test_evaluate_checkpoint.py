@@ -116,7 +116,8 @@ def test_voc_sample_end_to_end(voc_sample_root, tmp_path, capsys):
                           "--scales", "0.5", "--output", output], capsys)
     assert code == 0, err
     lines = out.splitlines()
-    table_names = [line.split()[0] for line in lines[2:23]]
+    assert lines[0] == "precision fp32"  # what runs, first (fused on the CPU)
+    table_names = [line.split()[0] for line in lines[3:24]]
     assert table_names == list(VOC_CLASSES)
     assert any(line.startswith("mIoU") for line in lines)
     report = json.loads(output.read_text())

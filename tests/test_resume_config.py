@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from deeplab_gluon.cpu_threads import current_choice
+
 from deeplab_gluon.checkpoint import Checkpoint
 from deeplab_gluon.data import make_toy_dataset
 from deeplab_gluon.train import main, parse_config
@@ -51,7 +53,9 @@ def test_resume_with_other_flags_is_refused_and_every_segment_keeps_its_config(t
     first = train_flags(tmp_path / "toy", run, max_iter=2, batch_size=2, checkpoint_every=1, val_split="")
     assert main(first) == 0
     config = (run / "config.json").read_text()
-    capsys.readouterr()
+    threads = json.loads(config)["cpu_threads"]  # the thread choice is printed and recorded
+    assert threads["threads"] == current_choice().threads and threads["line"].startswith("MXNet CPU threads: ")
+    assert threads["line"] in capsys.readouterr().out
 
     changed = train_flags(tmp_path / "toy", run, max_iter=3, batch_size=2, checkpoint_every=1, val_split="",
                           resume="last", crop_size=40, initial_learning_rate=0.02)

@@ -174,13 +174,13 @@ def test_resume_with_gradient_accumulation_matches_a_straight_run(tmp_path):
     import numpy as np
 
     from deeplab_gluon.data import make_toy_dataset
-    from train_runs import run_train, start_train, train_flags
+    from train_runs import one_thread_env, run_train, start_train, train_flags
 
     make_toy_dataset(tmp_path / "toy", num_train=8, num_val=2, image_size=(32, 32), seed=0)
     flags = dict(iter_size=2, batch_size=2, checkpoint_every=1, max_iter=6)
-    straight = run_train(train_flags(tmp_path / "toy", tmp_path / "straight", **flags))
+    straight = run_train(train_flags(tmp_path / "toy", tmp_path / "straight", **flags), env=one_thread_env())
     assert straight.returncode == 0, straight.stderr
-    process = start_train(train_flags(tmp_path / "toy", tmp_path / "split", **flags))
+    process = start_train(train_flags(tmp_path / "toy", tmp_path / "split", **flags), env=one_thread_env())
     deadline = time.time() + 240
     while (Checkpoint.latest(tmp_path / "split" / "checkpoints") or Checkpoint) is Checkpoint or \
             Checkpoint.latest(tmp_path / "split" / "checkpoints").iteration < 2:
@@ -189,7 +189,7 @@ def test_resume_with_gradient_accumulation_matches_a_straight_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert Checkpoint.latest(tmp_path / "split" / "checkpoints").iteration < 6
-    resumed = run_train(train_flags(tmp_path / "toy", tmp_path / "split", resume="last", **flags))
+    resumed = run_train(train_flags(tmp_path / "toy", tmp_path / "split", resume="last", **flags), env=one_thread_env())
     assert resumed.returncode == 0, resumed.stderr
     a = Checkpoint.latest(tmp_path / "straight" / "checkpoints").load()
     b = Checkpoint.latest(tmp_path / "split" / "checkpoints").load()

@@ -17,6 +17,7 @@ from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, CityscapesDatase
 from .errors import DataError
 from .folder import SegFolderDataset
 from .palette import VOC_CLASSES, full_palette
+from .splits import ALL_IMAGES
 from .toy import TOY_CLASSES
 from .voc import VOCSegDataset
 
@@ -29,6 +30,14 @@ NAMED_CLASSES: Dict[str, Tuple[str, ...]] = {"voc": VOC_CLASSES, "toy": TOY_CLAS
                                             "cityscapes": CITYSCAPES_CLASSES, "ade20k": ADE20K_CLASSES}
 NAMED_COLOURS: Dict[str, Optional[Tuple[Tuple[int, int, int], ...]]] = {
     "voc": None, "toy": None, "cityscapes": CITYSCAPES_COLOURS, "ade20k": ADE20K_COLOURS}
+
+
+def default_train_split(name: str, root: Union[str, Path]) -> str:
+    """The split a dataset trains on when ``--train_split`` is not given (a folder dataset without
+    ``train.txt``: ``all`` its images)."""
+    if name == "folder" and not (Path(root) / "train.txt").is_file():
+        return ALL_IMAGES
+    return TRAIN_SPLITS[name]
 
 
 def dataset_classes(name: str) -> Optional[Sequence[str]]:
