@@ -92,7 +92,8 @@ def make_ours_step(head: str, output_stride: int, depth: int, ctx):
 
     net = model_builders.build_ours(depth, head, output_stride, ctx=ctx)
     net.hybridize(static_alloc=True)  # as run_training does
-    trainer = SegmentationTrainer(net, [ctx], LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, IGNORE_LABEL)
+    trainer = SegmentationTrainer(net, [ctx], learning_rate=LEARNING_RATE, momentum=MOMENTUM,
+                                  weight_decay=WEIGHT_DECAY, ignore_label=IGNORE_LABEL)
 
     def step(images, labels):
         return trainer.train_step(images, labels, LEARNING_RATE)
