@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/bench_scaling.py
 	$(PY) benchmarks/bench_precision.py
 	$(PY) benchmarks/bench_threads.py
+	$(PY) benchmarks/bench_defaults.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
