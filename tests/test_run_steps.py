@@ -122,7 +122,7 @@ def test_a_validation_split_without_valid_pixels_neither_breaks_the_summary_nor_
     import numpy as np
 
     from deeplab_gluon.data import make_toy_dataset, save_index_png
-    from train_runs import run_train, train_flags
+    from train_runs import train_flags
 
     root = tmp_path / "toy"
     make_toy_dataset(root, num_train=8, num_val=2, image_size=(40, 40), seed=0)
@@ -130,12 +130,10 @@ def test_a_validation_split_without_valid_pixels_neither_breaks_the_summary_nor_
     for sample_id in (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split():
         save_index_png(voc / "SegmentationClass" / f"{sample_id}.png", np.full((40, 40), 255, np.uint8))
     run = tmp_path / "run"
-    first = run_train(train_flags(root, run, max_iter=2))
-    assert first.returncode == 0, first.stderr
+    assert main(train_flags(root, run, max_iter=2)) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["best_mIoU"] is None and summary["final"]["mIoU"] is None
-    resumed = run_train(train_flags(root, run, max_iter=4, resume="last", allow_config_change=1))
-    assert resumed.returncode == 0, resumed.stderr
+    assert main(train_flags(root, run, max_iter=4, resume="last", allow_config_change=1)) == 0
     assert json.loads((run / "summary.json").read_text())["iteration"] == 4
 
 
@@ -164,38 +162,6 @@ def test_iter_size_and_val_limit_shape_the_data(tmp_path):
     accumulated = load_data(parse_config(flags + ["--iter_size", "3", "--val_limit", "2"]))
     # an update takes 2 x 3 images: 12 images make 2 updates an epoch
     assert (accumulated.iterations_per_epoch, accumulated.max_iter, len(accumulated.val_set)) == (2, 4, 2)
-
-
-@pytest.mark.slow
-def test_resume_with_gradient_accumulation_matches_a_straight_run(tmp_path):
-    import signal
-    import time
-
-    import numpy as np
-
-    from deeplab_gluon.data import make_toy_dataset
-    from train_runs import one_thread_env, run_train, start_train, train_flags
-
-    make_toy_dataset(tmp_path / "toy", num_train=8, num_val=2, image_size=(32, 32), seed=0)
-    flags = dict(iter_size=2, batch_size=2, checkpoint_every=1, max_iter=6)
-    straight = run_train(train_flags(tmp_path / "toy", tmp_path / "straight", **flags), env=one_thread_env())
-    assert straight.returncode == 0, straight.stderr
-    process = start_train(train_flags(tmp_path / "toy", tmp_path / "split", **flags), env=one_thread_env())
-    deadline = time.time() + 240
-    while (Checkpoint.latest(tmp_path / "split" / "checkpoints") or Checkpoint) is Checkpoint or \
-            Checkpoint.latest(tmp_path / "split" / "checkpoints").iteration < 2:
-        assert time.time() < deadline and process.poll() is None, "no checkpoint appeared"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
-    assert Checkpoint.latest(tmp_path / "split" / "checkpoints").iteration < 6
-    resumed = run_train(train_flags(tmp_path / "toy", tmp_path / "split", resume="last", **flags), env=one_thread_env())
-    assert resumed.returncode == 0, resumed.stderr
-    a = Checkpoint.latest(tmp_path / "straight" / "checkpoints").load()
-    b = Checkpoint.latest(tmp_path / "split" / "checkpoints").load()
-    for name, param in a._collect_params_with_prefix().items():
-        np.testing.assert_allclose(b._collect_params_with_prefix()[name].data().asnumpy(), param.data().asnumpy(),
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_a_bad_validation_label_is_found_before_training(tmp_path, capsys):

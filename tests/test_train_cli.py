@@ -75,12 +75,15 @@ def _wait_for_checkpoint(output_dir, process, at_least):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(toy_root, tmp_path):
+    """With gradient accumulation (--iter_size 2 of batch 2), so a kill between the passes of an update
+    is covered too."""
+    accumulate = dict(iter_size=2, batch_size=2)
     straight = tmp_path / "straight"
-    result = run_train(train_flags(toy_root, straight, max_iter=12), env=one_thread_env())
+    result = run_train(train_flags(toy_root, straight, max_iter=12, **accumulate), env=one_thread_env())
     assert result.returncode == 0, result.stderr
 
     interrupted = tmp_path / "interrupted"
-    process = start_train(train_flags(toy_root, interrupted, max_iter=12), env=one_thread_env())
+    process = start_train(train_flags(toy_root, interrupted, max_iter=12, **accumulate), env=one_thread_env())
     _wait_for_checkpoint(interrupted, process, at_least=3)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -88,10 +91,11 @@ def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(to
     assert killed_at < 12
 
     # a fresh start into a folder that holds checkpoints is refused rather than overwriting them
-    refused = run_train(train_flags(toy_root, interrupted, max_iter=12))
+    refused = run_train(train_flags(toy_root, interrupted, max_iter=12, **accumulate))
     assert refused.returncode == 2 and "already holds checkpoints: pass --resume last" in refused.stderr
 
-    resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last"), env=one_thread_env())
+    resumed = run_train(train_flags(toy_root, interrupted, max_iter=12, resume="last", **accumulate),
+                        env=one_thread_env())
     assert resumed.returncode == 0, resumed.stderr
     for path in ckpt.list_checkpoints(interrupted / "checkpoints"):
         Checkpoint.read(path)  # every kept checkpoint is complete

@@ -1,4 +1,5 @@
 """Small DeepLab networks (random weights, or trained briefly on colour blobs) and checkpoints for the tests."""
+import functools
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -60,6 +61,7 @@ def colour_blob_scene(rng, size: int):
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
+@functools.lru_cache(maxsize=2)  # several test files train the same one: once per session
 def trained_tiny_net(head: str = "aspp", iterations: int = 40, size: int = 48, seed: int = 0):
     """A ResNet-18-v2 DeepLab (OS16, 5 classes) trained for ``iterations`` SGD steps of 8 colour-blob
     scenes, and 16 held-out scenes: ``(net, images (16, 3, size, size) normalised NDArray, labels (16, size,
