@@ -294,7 +294,8 @@ def list_checkpoints(folder) -> List[Path]:
 
 
 def prune_checkpoints(folder, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints, and what a crash mid-write left, in ``folder``."""
+    """Delete all but the newest ``keep`` checkpoints (with their cached int8 models), and what a crash
+    mid-write left, in ``folder``."""
     folder = Path(folder)
     for stale in folder.glob(".*.partial"):  # left by a crash mid-write
         stale.unlink(missing_ok=True)
@@ -302,4 +303,6 @@ def prune_checkpoints(folder, keep: int) -> None:
         shutil.rmtree(stale, ignore_errors=True)
     if keep > 0:
         for path in list_checkpoints(folder)[:-keep]:
+            for derived in folder.glob(f"{path.name}.int8-*"):  # precision.int8_cache_prefix
+                derived.unlink(missing_ok=True)
             path.unlink(missing_ok=True)

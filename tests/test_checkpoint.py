@@ -114,8 +114,14 @@ def test_prune_keeps_the_newest(tmp_path):
     for iteration in (5, 10, 15, 20):
         (tmp_path / ckpt.checkpoint_name(iteration)).write_bytes(b"x")
     (tmp_path / ".iter-0000025.ckpt.partial").write_bytes(b"half")
+    for kept_or_not in ("iter-0000005.ckpt", "iter-0000020.ckpt"):  # cached int8 models go with their checkpoint
+        for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
+            (tmp_path / f"{kept_or_not}.int8-os16-naive32-0a1b2c3d4e{suffix}").write_bytes(b"x")
     ckpt.prune_checkpoints(tmp_path, keep=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter-0000015.ckpt", "iter-0000020.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "iter-0000015.ckpt", "iter-0000020.ckpt", "iter-0000020.ckpt.int8-os16-naive32-0a1b2c3d4e-0000.params",
+        "iter-0000020.ckpt.int8-os16-naive32-0a1b2c3d4e-meta.json",
+        "iter-0000020.ckpt.int8-os16-naive32-0a1b2c3d4e-symbol.json"]
 
 
 def test_skipped_checkpoints_are_named_with_the_reason(tmp_path, capsys):
