@@ -34,7 +34,7 @@ from .checkpoint import Checkpoint
 from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
 from .data import DATASETS, NAMED_CLASSES, read_class_list
 from .data.errors import DataError
-from .data.folder import LABEL_SUFFIXES
+from .data.folder import LABEL_SUFFIXES, files_by_stem
 from .data.palette import VOC_CLASSES, read_label
 from .metrics import ConfusionMatrix
 from .models.spec import OUTPUT_STRIDES
@@ -43,8 +43,6 @@ from .precision import InferenceFlags, prepare_checkpoint
 PROG = "evaluate"
 FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
 CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
-
-
 CHECKPOINT_MODE, FOLDER_MODE, BOTH = "checkpoint mode", "folder mode", "both modes"
 
 
@@ -133,19 +131,6 @@ class EvaluateConfig(InferenceFlags):
 
 # ---------------------------------------------------------------------------------------------- folder mode
 
-def _label_files(folder: Path, role: str) -> Dict[str, Path]:
-    """``{stem: path}`` of the label images in a folder."""
-    if not folder.is_dir():
-        raise DataError(f"{role} folder not found: {folder}")
-    files: Dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in LABEL_SUFFIXES and path.is_file():
-            if path.stem in files:
-                raise DataError(f"two {role} files with the stem {path.stem!r}: {files[path.stem]} and {path}")
-            files[path.stem] = path
-    return files
-
-
 def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> Dict[str, Tuple[Path, Path]]:
     """``{stem: (prediction, ground truth)}`` for every ground-truth file in ``gt_dir`` (or for ``ids``).
 
@@ -153,8 +138,8 @@ def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> D
     naming the missing file, found before any file is read.
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    gt_files = _label_files(gt_dir, "ground-truth")
-    pred_files = _label_files(pred_dir, "prediction")
+    gt_files = files_by_stem(gt_dir, LABEL_SUFFIXES, "ground-truth")
+    pred_files = files_by_stem(pred_dir, LABEL_SUFFIXES, "prediction")
     if ids is not None:
         missing = [i for i in ids if i not in gt_files]
         if missing:
@@ -240,18 +225,11 @@ def default_output_path(checkpoint: Path, split: str, scales: Sequence[float], f
     The suffixes name what differs from a plain single-scale run at the trained output stride, so
     evaluations with different settings never overwrite each other.
     """
-    name = f"{checkpoint.name}.eval-{split}"
-    if tuple(scales) != (1.0,):
-        name += "-ms"
-    if flip:
-        name += "-flip"
-    if output_stride is not None and output_stride != trained_output_stride:
-        name += f"-os{output_stride}"
-    if limit is not None:
-        name += f"-limit{limit}"
-    if precision != "fp32":
-        name += f"-{precision}"
-    return checkpoint.with_name(name + ".json")
+    suffixes = {"-ms": tuple(scales) != (1.0,), "-flip": flip,
+                f"-os{output_stride}": output_stride is not None and output_stride != trained_output_stride,
+                f"-limit{limit}": limit is not None, f"-{precision}": precision != "fp32"}
+    wanted = "".join(suffix for suffix, applies in suffixes.items() if applies)
+    return checkpoint.with_name(f"{checkpoint.name}.eval-{split}{wanted}.json")
 
 
 @dataclass
@@ -301,9 +279,7 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     if dataset.num_classes != num_classes:
         raise UsageError(f"{checkpoint.path} predicts {num_classes} classes but {dataset_name} dataset {data_dir} "
                          f"has {dataset.num_classes}")
-    classes = checkpoint.classes or list(dataset.classes)
-    if len(classes) != num_classes:
-        classes = list(dataset.classes)
+    classes = checkpoint.classes if len(checkpoint.classes) == num_classes else list(dataset.classes)
     if config.limit is not None:
         dataset = dataset.take(config.limit)
     trained_output_stride = spec.output_stride
@@ -333,19 +309,14 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     seconds = time.time() - start
     summary = confusion.summary(plan.classes)
     report = {
-        "checkpoint": str(plan.checkpoint.path),
-        "iteration": plan.checkpoint.iteration,
-        "dataset": plan.dataset_name,
-        "data_dir": str(plan.data_dir),
-        "split": config.split,
+        "checkpoint": str(plan.checkpoint.path), "iteration": plan.checkpoint.iteration,
+        "dataset": plan.dataset_name, "data_dir": str(plan.data_dir), "split": config.split,
         "num_images": len(plan.dataset),
         "settings": {"scales": list(config.scales), "flip": config.flip, "output_stride": plan.output_stride,
                      "trained_output_stride": plan.trained_output_stride, "devices": [str(c) for c in ctxs],
                      "ignore_label": plan.ignore_label, "limit": config.limit, "precision": net.precision,
                      "precision_notes": net.notes},
-        "classes": plan.classes,
-        "summary": summary,
-        "confusion_matrix": confusion.matrix.tolist(),
+        "classes": plan.classes, "summary": summary, "confusion_matrix": confusion.matrix.tolist(),
         "seconds": round(seconds, 3),
     }
     plan.output.parent.mkdir(parents=True, exist_ok=True)

@@ -15,17 +15,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG would corrupt class indices
 
 
-def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> Dict[str, Path]:
+def files_by_stem(folder: Path, suffixes: Sequence[str], role: str = "") -> Dict[str, Path]:
     """``{stem: path}`` of the files in ``folder`` with one of ``suffixes``; two files sharing a stem
-    would make the pairing ambiguous, so that is an error."""
+    would make the pairing ambiguous, so that is an error. ``role`` (``ground-truth``) names the folder."""
+    role = f"{role} " if role else ""
     if not folder.is_dir():
-        raise DataError(f"folder not found: {folder}")
+        raise DataError(f"{role}folder not found: {folder}")
     files: Dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in suffixes or not path.is_file():
             continue
         if path.stem in files:
-            raise DataError(f"two files with the stem {path.stem!r}: {files[path.stem]} and {path}")
+            raise DataError(f"two {role}files with the stem {path.stem!r}: {files[path.stem]} and {path}")
         files[path.stem] = path
     return files
 
@@ -121,8 +122,8 @@ class SegFolderDataset(SegmentationDataset):
 
     @staticmethod
     def _pair_folders(root: Path, wanted: Optional[List[str]] = None):
-        images = _files_by_stem(root / "images", IMAGE_SUFFIXES)
-        labels = _files_by_stem(root / "labels", LABEL_SUFFIXES)
+        images = files_by_stem(root / "images", IMAGE_SUFFIXES)
+        labels = files_by_stem(root / "labels", LABEL_SUFFIXES)
         ids = list(images) if wanted is None else wanted
         for sample_id in ids:
             if sample_id not in images:
