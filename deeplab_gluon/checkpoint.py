@@ -9,6 +9,7 @@ every member's CRC-32 is checked, so a damaged file is refused before anything i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -268,16 +269,12 @@ def load_model(path, ctx=None, output_stride: Optional[int] = None, precision: O
 # ------------------------------------------------------------------------------ run-folder housekeeping
 
 def _fsync_dir(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def list_checkpoints(folder) -> List[Path]:
@@ -285,11 +282,7 @@ def list_checkpoints(folder) -> List[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = []
-    for path in folder.iterdir():
-        match = _NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
+    found = [(int(match.group(1)), path) for path in folder.iterdir() if (match := _NAME.match(path.name))]
     return [path for _, path in sorted(found)]
 
 

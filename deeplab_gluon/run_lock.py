@@ -33,10 +33,8 @@ _HELD = set()
 
 def _close_inherited_locks() -> None:
     for fd in list(_HELD):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     _HELD.clear()
 
 

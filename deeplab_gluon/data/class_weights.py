@@ -8,6 +8,7 @@ reused while the split's label file list (its fingerprint) is unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -47,10 +48,8 @@ def label_list_fingerprint(dataset: SegmentationDataset) -> str:
     for index in range(len(dataset)):
         path = dataset.label_path(index)
         if root is not None:
-            try:
+            with contextlib.suppress(ValueError):  # a list file pointing outside the root
                 path = path.relative_to(root)
-            except ValueError:  # a list file pointing outside the root
-                pass
         digest.update(f"{path.as_posix()}\n".encode())
     return digest.hexdigest()[:16]
 
