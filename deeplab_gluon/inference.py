@@ -31,11 +31,8 @@ def predict_probs(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), f
     height, width = image.shape[2:]
     total, count = None, 0
     for scale in scales:
-        if scale == 1.0:
-            scaled = image
-        else:
-            scaled = mx.nd.contrib.BilinearResize2D(image, height=max(1, int(round(height * scale))),
-                                                    width=max(1, int(round(width * scale))))
+        scaled = image if scale == 1.0 else mx.nd.contrib.BilinearResize2D(
+            image, height=max(1, int(round(height * scale))), width=max(1, int(round(width * scale))))
         for mirrored in ((False, True) if flip else (False,)):
             probs = mx.nd.softmax(main_logits(net(scaled.flip(axis=3) if mirrored else scaled)), axis=1)
             if mirrored:

@@ -97,8 +97,7 @@ class SegmentationLoss(gluon.Block):
         if num_valid is None:
             num_valid = weights.sum()
         if isinstance(num_valid, mx.nd.NDArray):
-            denominator = mx.nd.maximum(num_valid.astype(logits.dtype).as_in_context(logits.context), 1.0)
-            denominator = denominator.reshape((1,))
+            denominator = mx.nd.maximum(num_valid.astype(logits.dtype).as_in_context(logits.context), 1.0).reshape((1,))
         else:
             denominator = float(max(num_valid, 1))
 

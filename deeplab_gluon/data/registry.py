@@ -23,6 +23,9 @@ from .voc import VOCSegDataset
 
 DATASETS = ("voc", "folder", "toy", "cityscapes", "ade20k")
 # each dataset's own training split (a folder dataset without train.txt trains on "all" its images)
+# the datasets built as Class(root, split, transform, **kwargs); toy is VOC with its own classes
+DATASET_CLASSES = {"voc": VOCSegDataset, "folder": SegFolderDataset, "cityscapes": CityscapesDataset,
+                   "ade20k": ADE20KDataset}
 TRAIN_SPLITS = {"voc": "train_aug", "folder": "train", "toy": "train", "cityscapes": "train", "ade20k": "train"}
 
 # The fixed class lists (a folder dataset's come from its classes.txt); colours None: the VOC palette.
@@ -57,10 +60,8 @@ def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transfo
     - ``cityscapes``: ``CityscapesDataset(root, split, transform)``; root holds ``leftImg8bit/``, ``gtFine/``.
     - ``ade20k``: ``ADE20KDataset(root, split, transform)``; root is ``ADEChallengeData2016/`` or its parent.
     """
-    if name == "voc":
-        return VOCSegDataset(root, split, transform, **kwargs)
-    if name == "folder":
-        return SegFolderDataset(root, split, transform, **kwargs)
+    if name in DATASET_CLASSES:
+        return DATASET_CLASSES[name](root, split, transform, **kwargs)
     if name == "toy":
         if not (Path(root) / "VOC2012").is_dir():
             raise DataError(f"no toy dataset at {root}: create it with "
@@ -68,10 +69,6 @@ def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transfo
         dataset = VOCSegDataset(root, split, transform, classes=kwargs.pop("classes", TOY_CLASSES), **kwargs)
         dataset.name = "toy"
         return dataset
-    if name == "cityscapes":
-        return CityscapesDataset(root, split, transform, **kwargs)
-    if name == "ade20k":
-        return ADE20KDataset(root, split, transform, **kwargs)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 

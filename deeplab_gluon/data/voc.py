@@ -1,8 +1,9 @@
 """PASCAL VOC 2012 segmentation, with the SBD augmentation (``train_aug``, 10,582 images)."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.io
@@ -43,11 +44,8 @@ SBD_LAYOUTS = (("benchmark_RELEASE/dataset", "SBD"), ("VOCaug/dataset", "SBD in 
 
 def find_sbd(devkit: Path) -> Optional[Tuple[Path, str]]:
     """``(folder, description)`` of the first SBD layout present in ``devkit``, or None."""
-    for relative, description in SBD_LAYOUTS:
-        folder = devkit / relative
-        if folder.is_dir():
-            return folder, description
-    return None
+    return next(((devkit / relative, description) for relative, description in SBD_LAYOUTS
+                 if (devkit / relative).is_dir()), None)
 
 
 def compute_train_aug_ids(voc_train: Iterable[str], voc_val: Iterable[str], sbd_train: Iterable[str],
@@ -70,9 +68,7 @@ def _shown_path(path: Path, base: Path) -> str:
 
 def _count_by_folder(paths: Sequence[Path], base: Path) -> str:
     """``1464 VOC2012/SegmentationClass, 9118 VOCaug/dataset/cls``: how many files come from each folder."""
-    counts: Dict[Path, int] = {}
-    for path in paths:
-        counts[path.parent] = counts.get(path.parent, 0) + 1
+    counts = Counter(path.parent for path in paths)  # in order of first appearance
     return ", ".join(f"{count} {_shown_path(folder, base)}" for folder, count in counts.items())
 
 
