@@ -218,10 +218,9 @@ class TrainConfig(ThreadsFlag):
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
-        if self.dataset == "folder" and not self.num_classes:
-            check((Path(self.data_dir) / "classes.txt").is_file(),
-                  f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
-                  f"(one class name a line, optionally with its r g b colour)")
+        check(self.dataset != "folder" or self.num_classes or (Path(self.data_dir) / "classes.txt").is_file(),
+              f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
+              f"(one class name a line, optionally with its r g b colour)")
         known = dataset_classes(self.dataset)
         if known and 0 < self.num_classes < len(known):
             problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "
@@ -258,16 +257,12 @@ class TrainConfig(ThreadsFlag):
             problems.append("--output_dir cannot be empty")
         else:
             problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
-        if self.dataset != "toy":
-            check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
-        if self.class_weights not in ("", "auto"):
-            check(Path(self.class_weights).is_file(),
-                  f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
-        if self.pretrained_backbone:
-            check(Path(self.pretrained_backbone).is_file(),
-                  f"--pre_trained_model {self.pretrained_backbone} does not exist")
-        if self.init_from:
-            check(Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
+        check(self.dataset == "toy" or Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
+        check(self.class_weights in ("", "auto") or Path(self.class_weights).is_file(),
+              f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
+        check(not self.pretrained_backbone or Path(self.pretrained_backbone).is_file(),
+              f"--pre_trained_model {self.pretrained_backbone} does not exist")
+        check(not self.init_from or Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
         problems.extend(self._resume_problems())
         return [problem for problem in problems if problem]
 
@@ -300,9 +295,7 @@ def _comparable(name: str, value, config: dict):
             return parse_head(str(value))
     except (ValueError, argparse.ArgumentTypeError):
         return value
-    if name == "train_split":
-        if value or config.get("dataset") not in TRAIN_SPLITS:
-            return value
+    if name == "train_split" and not value and config.get("dataset") in TRAIN_SPLITS:
         return default_train_split(config["dataset"], config.get("data_dir") or ".")
     return value
 
