@@ -22,7 +22,7 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
-from .cli import JobError, UsageError
+from .cli import JobError, UsageError, checkpoint_flag
 from .cpu_threads import current_choice
 from .data import palette_colours
 from .devices import parse_devices
@@ -267,10 +267,7 @@ def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> Startin
     if found is not None:
         return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
     if init_from:
-        try:
-            init = Checkpoint.open(init_from)
-        except CheckpointError as err:
-            raise UsageError(f"--init_from: {err}") from None
+        init = checkpoint_flag(init_from, "--init_from")
         return StartingPoint(init=init, note=f"weights from {init.path}")
     return StartingPoint(note=note)
 
@@ -375,9 +372,7 @@ def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, va
 
 def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, checkpoint_every: int) -> bool:
     """At the last iteration, and every ``checkpoint_every`` iterations (0: at the end of each epoch)."""
-    if iteration == max_iter:
-        return True
-    return iteration % (checkpoint_every or iterations_per_epoch) == 0
+    return iteration == max_iter or iteration % (checkpoint_every or iterations_per_epoch) == 0
 
 
 @dataclass
