@@ -192,11 +192,9 @@ def run_export(config: ExportConfig) -> int:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     name = export_prefix(spec) + ("" if precision == "fp32" else f"_{precision}")
     traced = (1, 3) + tuple(config.input_size)
-    scratch = None
-    symbol_dir = config.output_dir
-    if "symbol" not in config.formats:  # ONNX is converted from the symbol files: make them aside
-        scratch = Path(tempfile.mkdtemp(prefix="deeplab-export-"))
-        symbol_dir = scratch
+    # ONNX is converted from the symbol files: without --format symbol they are made aside
+    scratch = None if "symbol" in config.formats else Path(tempfile.mkdtemp(prefix="deeplab-export-"))
+    symbol_dir = scratch or config.output_dir
     try:
         symbol_file, params_file = export_symbol(converted.graph if converted else net, symbol_dir / name, traced)
         written = [symbol_file, params_file] if scratch is None else []
@@ -239,8 +237,7 @@ def run_export(config: ExportConfig) -> int:
                     continue
                 difference = float(np.abs(output - reference).max())
                 print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to {precision} in Gluon "
-                      f"{difference:.2e} "
-                      f"(logits up to {scale:.3g})")
+                      f"{difference:.2e} (logits up to {scale:.3g})")
                 if output.shape != reference.shape or difference > 1e-4 * scale + 1e-4:
                     raise JobError(f"the {kind} export differs from the Gluon model by {difference:.3g} "
                                      f"on a {shape} input; please report this")
