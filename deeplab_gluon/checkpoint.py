@@ -23,8 +23,8 @@ from typing import List, Optional
 import mxnet as mx
 import numpy as np
 
-from .cli import JobError
-from .models.spec import ModelSpec
+from .cli import JobError, mxnet_reason
+from .models import ModelSpec, build_model
 
 SUFFIX = ".ckpt"
 _NAME = re.compile(r"iter-(\d+)\.ckpt$")
@@ -174,8 +174,6 @@ class Checkpoint:
 
         ``output_stride`` overrides the trained one (e.g. 8 for a model trained at 16: same weights).
         """
-        from .models import build_model
-
         spec = self.spec if output_stride is None else self.spec.replace(output_stride=output_stride)
         ctx = ctx or mx.cpu()
         net = build_model(spec, ctx, initialize=False)
@@ -211,8 +209,6 @@ class Checkpoint:
                 if trainer is not None and os.path.exists(states):
                     trainer.load_states(states)
             except (AssertionError, mx.base.MXNetError, ValueError) as err:
-                from .cli import mxnet_reason
-
                 raise CheckpointError(f"cannot load {self.path}: {mxnet_reason(err)}") from None
 
     def _load_backbone(self, params_file: str, net: mx.gluon.Block, ctx) -> None:

@@ -32,10 +32,12 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint
 from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
-from .data import DATASETS, NAMED_CLASSES, read_class_list
+from .data import DATASETS, NAMED_CLASSES, EvalTransform, get_dataset, read_class_list
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES, files_by_stem
 from .data.palette import VOC_CLASSES, read_label
+from .devices import parse_devices
+from .inference import evaluate_dataset
 from .metrics import ConfusionMatrix
 from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
@@ -93,8 +95,6 @@ class EvaluateConfig(InferenceFlags):
 
     def problems(self) -> List[str]:
         """Every problem with the flags that can be seen without opening files, as one-line messages."""
-        from .devices import parse_devices
-
         problems = []
         given = {name for name, value in asdict(self).items() if value is not None}
         if self.checkpoint_mode:
@@ -251,8 +251,6 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
 
     Only ``meta.json`` and the split's file list are read here; the weights load later.
     """
-    from .data import EvalTransform, get_dataset
-
     checkpoint = checkpoint_flag(config.checkpoint)
     spec, meta = checkpoint.spec, checkpoint.meta
     trained = dict(meta.get("config") or {})
@@ -295,9 +293,6 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
 
 
 def run_checkpoint_mode(config: EvaluateConfig) -> int:
-    from .devices import parse_devices
-    from .inference import evaluate_dataset
-
     ctxs = parse_devices(config.gpus)
     plan = plan_evaluation(config)
     net = prepare_checkpoint(plan.checkpoint, ctxs, plan.output_stride, config, plan.dataset_name, plan.data_dir)

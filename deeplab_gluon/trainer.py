@@ -24,8 +24,12 @@ from tqdm import tqdm
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
 from .cli import JobError, UsageError, checkpoint_flag
 from .cpu_threads import current_choice
-from .data import palette_colours
+from .data import (DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, palette_colours,
+                   wants_split)
+from .data.class_weights import resolve_class_weights
+from .data.loader import SeededTransformDataset, TrainBatchSampler, iterations_per_epoch, log_bad_sample
 from .devices import parse_devices
+from .inference import evaluate_dataset
 from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
 from .models.backbones.base import PretrainedFileError
@@ -313,9 +317,6 @@ class TrainingData:
 
 def load_data(config, num_workers: int = 1) -> TrainingData:
     """The training and validation sets ``config`` names (the toy set is written when absent)."""
-    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, wants_split
-    from .data.loader import iterations_per_epoch
-
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
         print(f"generating the toy dataset in {config.data_dir}")
         make_toy_dataset(config.data_dir, seed=0)
@@ -345,8 +346,6 @@ def checked_validation_set(val_set, config):
     """``val_set`` once its files are checked, before any training: a bad one would otherwise stop the run
     at its first validation. With ``--skip_bad_samples`` the bad ones are left out (and logged), else the
     run does not start."""
-    from .data.loader import log_bad_sample
-
     bad = val_set.bad_samples(progress=config.progress)
     if not bad:
         return val_set
@@ -479,9 +478,6 @@ class TrainingRun:
     def validate(self) -> None:
         """Score the validation split and keep ``best.ckpt`` (weights only) when mIoU improves; if the
         validation data fails, save the training done before saying so."""
-        from .data import DataError
-        from .inference import evaluate_dataset
-
         it = self.trainer.iteration
         try:
             confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
@@ -500,8 +496,6 @@ class TrainingRun:
         self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
 
     def loader(self):
-        from .data.loader import SeededTransformDataset, TrainBatchSampler
-
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
@@ -544,9 +538,6 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
     class_weights = None
     if config.class_weights:
-        from .data import DataError
-        from .data.class_weights import resolve_class_weights
-
         try:
             class_weights = resolve_class_weights(config.class_weights, data.train_set, progress=config.progress)
         except DataError as err:
@@ -586,8 +577,6 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
 @contextlib.contextmanager
 def failures_explained(run: TrainingRun):
     """Turn what can stop a run into one-line :class:`TrainingError` s, and always end the step cleanly."""
-    from .data import DataError
-
     try:
         yield
     except DivergedError:
