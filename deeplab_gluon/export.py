@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -28,6 +29,7 @@ import mxnet as mx
 import numpy as np
 
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
+from .inference import main_logits
 from .models.spec import OUTPUT_STRIDES, ModelSpec
 from .precision import InferenceFlags, prepare_checkpoint
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -153,8 +155,6 @@ def export_onnx(symbol_file: Path, params_file: Path, onnx_file: Path, input_sha
 
 def run_symbol(symbol_file: Path, params_file: Path, batch: np.ndarray) -> np.ndarray:
     """Logits of the symbol export for a normalised (N, 3, H, W) batch, through ``SymbolBlock`` alone."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SymbolBlock warns about the parameter name prefix
         block = mx.gluon.SymbolBlock.imports(str(symbol_file), [INPUT_NAME], str(params_file), ctx=mx.cpu())
@@ -178,8 +178,6 @@ def check_shape(input_size: Tuple[int, int], dynamic: bool) -> Tuple[int, int, i
 
 
 def run_export(config: ExportConfig) -> int:
-    from .inference import main_logits
-
     checkpoint = checkpoint_flag(config.checkpoint)  # a one-line usage error before any work
     spec = checkpoint.spec.replace(output_stride=config.output_stride or checkpoint.spec.output_stride)
     net = checkpoint.load(mx.cpu(), output_stride=spec.output_stride)

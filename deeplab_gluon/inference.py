@@ -7,6 +7,8 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
+from .metrics import ConfusionMatrix
+
 
 def main_logits(output) -> mx.nd.NDArray:
     """The main logits (N, C, H, W) of a network's output: the first of (main, auxiliary), or the output."""
@@ -65,8 +67,6 @@ def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int,
     robin to ``ctxs``, which run concurrently. Returns the accumulated
     :class:`~deeplab_gluon.metrics.ConfusionMatrix` (pass one to add to it).
     """
-    from .metrics import ConfusionMatrix
-
     confusion = confusion or ConfusionMatrix(num_classes, ignore_label)
     loader = mx.gluon.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
     bar = tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, leave=False)

@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .cli import flag, output_problem, run_job
+from .checkpoint import Checkpoint, CheckpointError
+from .cli import flag, output_problem, parse_config as parse_job_config, run_job
 from .cpu_threads import ThreadsFlag
 from .data import DATASETS, TRAIN_SPLITS, dataset_classes, default_train_split
+from .devices import parse_devices
+from .models.backbones import canonical_backbone, check_dilation_rule
 from .models.spec import DILATION_RULES, HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
@@ -189,9 +192,6 @@ class TrainConfig(ThreadsFlag):
 
     def problems(self) -> List[str]:
         """Every problem that can be seen before any work starts, as one-line messages."""
-        from .devices import parse_devices
-        from .models.backbones import canonical_backbone, check_dilation_rule
-
         problems = []
 
         def check(condition, message):
@@ -267,8 +267,6 @@ class TrainConfig(ThreadsFlag):
         return [problem for problem in problems if problem]
 
     def _resume_problems(self) -> List[str]:
-        from .checkpoint import Checkpoint, CheckpointError
-
         resume = str(self.resume).strip()
         if resume in ("-1", "last") or resume.isdigit():
             return []
@@ -284,8 +282,6 @@ class TrainConfig(ThreadsFlag):
 def _comparable(name: str, value, config: dict):
     """A recorded or given flag value in the form that compares: ``resnet_v2_50`` is ``resnet50_v2``,
     ``--aspp_or_vortex 1`` is ``aspp``, lists are tuples, an empty ``--train_split`` the dataset's own."""
-    from .models.backbones import canonical_backbone
-
     if isinstance(value, list):
         value = tuple(value)
     try:
@@ -310,9 +306,7 @@ def _shown(value) -> str:
 
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """The :class:`TrainConfig` of a ``train.py`` command line; ``UsageError`` for a bad flag."""
-    from .cli import parse_config as parse
-
-    return parse(TrainConfig, PROG, argv, "Train DeepLabV3 (ASPP or Vortex Pooling).")
+    return parse_job_config(TrainConfig, PROG, argv, "Train DeepLabV3 (ASPP or Vortex Pooling).")
 
 
 def train(config: TrainConfig) -> int:
@@ -321,8 +315,7 @@ def train(config: TrainConfig) -> int:
         # cuDNN reads these when each convolution first runs, which is after this point
         os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
         os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] = "0"
-    from .models.backbones import canonical_backbone
-    from .trainer import run_training
+    from .trainer import run_training  # imported here so that tests can replace it
 
     backbone = canonical_backbone(config.backbone)
     if backbone.endswith("_v2") and "v2" not in config.backbone.lower():  # "resnet101": v1 or v2?

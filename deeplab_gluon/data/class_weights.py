@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from .base import SegmentationDataset
 from .errors import DataError
@@ -32,8 +33,6 @@ def count_class_pixels(dataset: SegmentationDataset, progress: bool = False) -> 
     Labels are read through ``dataset.read_label_at`` (images are not decoded), so a label value that is
     neither a class nor ``ignore_label`` raises ``DataError`` naming its file.
     """
-    from tqdm import tqdm
-
     counts = np.zeros(256, dtype=np.int64)
     for index in tqdm(range(len(dataset)), desc="counting class pixels", unit="label", disable=not progress):
         counts += np.bincount(dataset.read_label_at(index).ravel(), minlength=256)

@@ -12,6 +12,8 @@ from typing import Callable, Dict, Optional, Tuple
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ...cli import mxnet_reason
+
 
 def check_output_stride(output_stride: int, supported: Tuple[int, ...]) -> None:
     """Refuse an output stride the backbone cannot produce (the message resnet_v2 uses)."""
@@ -36,8 +38,6 @@ def read_zoo_params(path: str, zoo_network: Callable[[], mx.gluon.Block], zoo_na
     (prefixed names such as ``resnetv1b_conv0_weight``) are read through ``zoo_network()``,
     the zoo's own network built without weights, which knows its prefixes.
     """
-    from ...cli import mxnet_reason
-
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:
