@@ -79,12 +79,9 @@ def _acquire(path: Path) -> tuple:
             raise
         # The holder may have unlinked the file between our open and our lock: then we locked a file
         # that no longer has this name, and must lock the one that does.
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd, _read_record(fd)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd, _read_record(fd)
         os.close(fd)
     raise RunFolderLocked(f"--output_dir {path.parent}: could not lock {path} (it keeps being replaced)")
 

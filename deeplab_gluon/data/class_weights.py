@@ -73,12 +73,10 @@ def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional
         cache_path = Path(dataset.root) / CACHE_NAME
     cache_path = Path(cache_path)
     key, fingerprint = _split_key(dataset), label_list_fingerprint(dataset)
-    try:
+    cache = {}
+    with contextlib.suppress(OSError, ValueError):
         cache = json.loads(cache_path.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
-    except (OSError, ValueError):
-        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
     entry = cache.get(key)
     if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint:
         counts = np.asarray(entry.get("counts", []), dtype=np.int64)
@@ -91,17 +89,14 @@ def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional
     return counts
 
 
-def _write_atomically(path: Path, text: str) -> bool:
-    """Write through a temporary file and a rename, so a reader never sees half a file; False if the
-    folder is not writable."""
-    try:
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file; nothing is
+    written if the folder is not writable."""
+    with contextlib.suppress(OSError):
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
         with os.fdopen(handle, "w") as out:
             out.write(text)
         os.replace(temporary, path)
-        return True
-    except OSError:
-        return False
 
 
 def enet_weights(counts, offset: float = ENET_OFFSET) -> np.ndarray:
