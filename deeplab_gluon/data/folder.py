@@ -70,10 +70,8 @@ class SegFolderDataset(SegmentationDataset):
         self.root, self.split = root, split
 
         list_file = self._list_file(root, split, list_file)
-        if list_file is not None:
-            ids, image_paths, label_paths = self._read_list(root, list_file)
-        else:
-            ids, image_paths, label_paths = self._pair_folders(root)
+        ids, image_paths, label_paths = (self._read_list(root, list_file) if list_file is not None
+                                         else self._pair_folders(root))
         self.source = f"list {list_file}" if list_file is not None else f"every image in {root / 'images'}"
         if (root / CLASS_LIST_NAME).is_file() and colours is not None:
             self.source += f"; classes from {root / CLASS_LIST_NAME}"
