@@ -134,8 +134,7 @@ def _parser_for(annotation) -> Tuple[Callable, dict]:
 
 def build_parser(config_class, prog: str, description: Optional[str] = None) -> JobArgumentParser:
     """An argparse parser with one flag per field of ``config_class`` that carries :func:`flag` metadata."""
-    parser = JobArgumentParser(prog=prog, description=description,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(config_class)
     groups = {}
     for field in dataclasses.fields(config_class):

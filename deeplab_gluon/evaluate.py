@@ -70,8 +70,7 @@ class EvaluateConfig(InferenceFlags):
     gpus: str = field(default="", metadata=flag(
         "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts", group=CHECKPOINT_MODE))
     num_workers: int = field(default=0, metadata=flag("data loading processes", group=CHECKPOINT_MODE))
-    limit: Optional[int] = field(default=None, metadata=flag(
-        "score only the first N images", group=CHECKPOINT_MODE))
+    limit: Optional[int] = field(default=None, metadata=flag("score only the first N images", group=CHECKPOINT_MODE))
     progress: bool = field(default=True, metadata=flag(
         "show a progress bar with the running mIoU", group=CHECKPOINT_MODE))
     pred_dir: Optional[Path] = field(default=None, metadata=flag("predicted label PNGs", group=FOLDER_MODE))

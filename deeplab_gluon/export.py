@@ -140,8 +140,7 @@ def export_onnx(symbol_file: Path, params_file: Path, onnx_file: Path, input_sha
 
     register_resize_like()
     extra = {"dynamic": True, "dynamic_input_shapes": [(None, 3, None, None)]} if dynamic else {}
-    mx.onnx.export_model(str(symbol_file), str(params_file), [tuple(input_shape)], np.float32, str(onnx_file),
-                         **extra)
+    mx.onnx.export_model(str(symbol_file), str(params_file), [tuple(input_shape)], np.float32, str(onnx_file), **extra)
     model = onnx.load(str(onnx_file))
     weights = {tensor.name for tensor in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in weights]

@@ -107,8 +107,7 @@ def run_folder_lock(folder, enabled: bool = True) -> Iterator[Optional[Path]]:
         if previous:
             print(f"note: {path} was left by a run that is no longer running ({describe_holder(previous)}); "
                   f"taking it over", file=sys.stderr)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-                  "command": " ".join(sys.argv)}
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         yield path

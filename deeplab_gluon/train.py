@@ -56,8 +56,7 @@ class TrainConfig(ThreadsFlag):
         "number of classes; 0 takes the dataset's own", group=DATA, recipe=True))
     ignore_label: int = field(default=255, metadata=flag(
         "label value that marks pixels to ignore", group=DATA, recipe=True))
-    crop_size: int = field(default=513, metadata=flag(
-        "training crop side in pixels", group=DATA, recipe=True))
+    crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA, recipe=True))
     scale_range: Tuple[float, ...] = field(default=(0.5, 2.0), metadata=flag(
         "random rescaling of training images before the crop: min,max", group=DATA, recipe=True))
     num_workers: int = field(default=2, metadata=flag("data loading processes", group=DATA))
@@ -80,8 +79,7 @@ class TrainConfig(ThreadsFlag):
         group=MODEL, recipe=True))
     multi_grid: Tuple[int, ...] = field(default=(), metadata=flag(
         "unit rates of the last stage's blocks, e.g. 1,2,4", group=MODEL, recipe=True))
-    aux: bool = field(default=False, metadata=flag(
-        "add the auxiliary FCN head on stage 3", group=MODEL, recipe=True))
+    aux: bool = field(default=False, metadata=flag("add the auxiliary FCN head on stage 3", group=MODEL, recipe=True))
     decoder: bool = field(default=False, metadata=flag(
         "1: DeepLabV3+ decoder, refining the head's output with the backbone's stride-4 features",
         group=MODEL, recipe=True))
@@ -91,8 +89,7 @@ class TrainConfig(ThreadsFlag):
     dilation_rule: str = field(default="uniform", metadata=flag(
         "uniform: every 3x3 conv of a dilated stage at its rate; gluoncv: the first block at half the rate, "
         "as gluoncv's dilated ResNet-v1b/v1s", choices=DILATION_RULES, group=MODEL, recipe=True))
-    aux_weight: float = field(default=0.4, metadata=flag(
-        "weight of the auxiliary loss", group=MODEL, recipe=True))
+    aux_weight: float = field(default=0.4, metadata=flag("weight of the auxiliary loss", group=MODEL, recipe=True))
     freeze_bn: bool = field(default=False, metadata=flag(
         "1: BatchNorm uses stored statistics and gamma/beta do not learn", name="freeze_batch_norm",
         group=MODEL, recipe=True))
@@ -112,8 +109,7 @@ class TrainConfig(ThreadsFlag):
     lr_policy: str = field(default="poly", metadata=flag(
         "poly: lr*(1-it/max_iter)^power; step: lr/10 at --lr_steps fractions of max_iter", choices=LR_POLICIES,
         group=OPTIMISATION, recipe=True))
-    lr_power: float = field(default=0.9, metadata=flag(
-        "power of the poly policy", group=OPTIMISATION, recipe=True))
+    lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION, recipe=True))
     lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
         "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION, recipe=True))
     class_weights: str = field(default="", metadata=flag(
