@@ -183,8 +183,7 @@ def checkpoint_meta(model: GluonCVModel, spec: ModelSpec, params: Path, sha1: st
 
     classes = list(dataset_classes(model.dataset))
     return {
-        "model": spec.to_dict(),
-        "classes": classes,
+        "model": spec.to_dict(), "classes": classes,
         "palette": full_palette(NAMED_COLOURS.get(model.dataset))[:len(classes)].astype(int).tolist(),
         "ignore_label": 255,
         # evaluate and predict default to these; gluoncv trained and evaluated on 480 x 480 crops

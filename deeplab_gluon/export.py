@@ -30,7 +30,7 @@ import numpy as np
 
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
 from .inference import main_logits
-from .models.spec import OUTPUT_STRIDES, ModelSpec
+from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -88,11 +88,6 @@ class ExportConfig(InferenceFlags):
                     problems.append(f"--format onnx needs the {package} package: {ONNX_HINT}"
                                     + ("; or pass --check 0" if package == "onnxruntime" else ""))
         return [problem for problem in problems if problem]
-
-
-def export_prefix(spec: ModelSpec) -> str:
-    """``deeplabv3_resnet101_v2_aspp_os8`` for a model spec."""
-    return f"{spec.name}_os{spec.output_stride}"
 
 
 def export_symbol(net: mx.gluon.HybridBlock, prefix: Path, input_shape: Sequence[int]) -> Tuple[Path, Path]:
@@ -187,7 +182,7 @@ def run_export(config: ExportConfig) -> int:
         converted = converted if converted.graph is not None else None  # fell back to fp32
     precision = converted.precision if converted else "fp32"
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    name = export_prefix(spec) + ("" if precision == "fp32" else f"_{precision}")
+    name = f"{spec.name}_os{spec.output_stride}" + ("" if precision == "fp32" else f"_{precision}")  # <prefix>
     traced = (1, 3) + tuple(config.input_size)
     # ONNX is converted from the symbol files: without --format symbol they are made aside
     scratch = None if "symbol" in config.formats else Path(tempfile.mkdtemp(prefix="deeplab-export-"))

@@ -265,8 +265,7 @@ def prepare(config: PredictConfig) -> PredictionPlan:
         images = collect_inputs(config.input, config.strict)
     except OSError as err:  # a list file that cannot be read
         raise UsageError(f"--input: {err}") from None
-    if config.limit is not None:
-        images = images[:config.limit]
+    images = images[:config.limit]  # None: all
     check_output_names(images, config.output_dir)
     ground_truth = ground_truth_files(images, config.compare_gt) if config.compare_gt is not None else None
     return PredictionPlan(checkpoint, images, ground_truth)

@@ -53,10 +53,6 @@ def label_list_fingerprint(dataset: SegmentationDataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def _split_key(dataset: SegmentationDataset) -> str:
-    return str(dataset.split) if dataset.split else "all"
-
-
 def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional[Union[str, Path]] = None,
                               progress: bool = False) -> np.ndarray:
     """:func:`count_class_pixels`, read from or written to the JSON cache (default
@@ -72,7 +68,7 @@ def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional
             return count_class_pixels(dataset, progress)
         cache_path = Path(dataset.root) / CACHE_NAME
     cache_path = Path(cache_path)
-    key, fingerprint = _split_key(dataset), label_list_fingerprint(dataset)
+    key, fingerprint = str(dataset.split) if dataset.split else "all", label_list_fingerprint(dataset)
     cache = {}
     with contextlib.suppress(OSError, ValueError):
         cache = json.loads(cache_path.read_text())

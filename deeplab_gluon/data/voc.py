@@ -66,12 +66,6 @@ def _shown_path(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _count_by_folder(paths: Sequence[Path], base: Path) -> str:
-    """``1464 VOC2012/SegmentationClass, 9118 VOCaug/dataset/cls``: how many files come from each folder."""
-    counts = Counter(path.parent for path in paths)  # in order of first appearance
-    return ", ".join(f"{count} {_shown_path(folder, base)}" for folder, count in counts.items())
-
-
 def read_sbd_label(path: Path) -> np.ndarray:
     """SBD ``cls/<id>.mat`` -> (H, W) uint8 class indices (``GTcls.Segmentation``; SBD has no void)."""
     try:
@@ -80,11 +74,6 @@ def read_sbd_label(path: Path) -> np.ndarray:
     except (OSError, KeyError, IndexError, ValueError, TypeError) as error:
         raise DataError(f"cannot read SBD label {path}: {error}") from None
     return np.asarray(segmentation, dtype=np.uint8)
-
-
-def read_split_ids(devkit: Path, voc2012: Path, split: str) -> List[str]:
-    """The lines of a split (ids, or ``image label`` pairs); see :func:`read_split`."""
-    return read_split(devkit, voc2012, split)[0]
 
 
 def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = None) -> Tuple[List[str], Path, str]:
@@ -169,7 +158,10 @@ class VOCSegDataset(SegmentationDataset):
                           (sbd_dir / "cls", ".mat")]
             image_paths = self._locate(ids, image_dirs, "image", split)
             label_paths = self._locate(ids, label_dirs, "label", split)
-        self.source = f"{list_source}; labels: {_count_by_folder(label_paths, devkit)}"
+        # "1464 VOC2012/SegmentationClass, 9118 VOCaug/dataset/cls": how many labels come from each folder
+        counts = Counter(path.parent for path in label_paths)
+        self.source = f"{list_source}; labels: " + ", ".join(f"{count} {_shown_path(folder, devkit)}"
+                                                             for folder, count in counts.items())
         super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=255, transform=transform)
 
     @staticmethod
