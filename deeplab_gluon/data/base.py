@@ -120,9 +120,7 @@ class SegmentationDataset(gluon.data.Dataset):
 
     def __getitem__(self, index: int):
         image, label = self.read_sample(index)
-        if self.sample_transform is not None:
-            return self.sample_transform(image, label)
-        return image, label
+        return self.sample_transform(image, label) if self.sample_transform is not None else (image, label)
 
     def describe(self) -> str:
         """One line: ``voc 'train_aug': 10582 images, 21 classes, in VOCdevkit_aug (<source>)``."""

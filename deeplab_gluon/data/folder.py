@@ -132,6 +132,4 @@ class SegFolderDataset(SegmentationDataset):
 
     def _read_list(self, root: Path, list_file: Path):
         lines = read_id_list(list_file)
-        if has_pairs(lines):
-            return read_listed_pairs(lines, list_file, [root])
-        return self._pair_folders(root, lines)
+        return read_listed_pairs(lines, list_file, [root]) if has_pairs(lines) else self._pair_folders(root, lines)

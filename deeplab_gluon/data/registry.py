@@ -38,9 +38,7 @@ NAMED_COLOURS: Dict[str, Optional[Tuple[Tuple[int, int, int], ...]]] = {
 def default_train_split(name: str, root: Union[str, Path]) -> str:
     """The split a dataset trains on when ``--train_split`` is not given (a folder dataset without
     ``train.txt``: ``all`` its images)."""
-    if name == "folder" and not (Path(root) / "train.txt").is_file():
-        return ALL_IMAGES
-    return TRAIN_SPLITS[name]
+    return ALL_IMAGES if name == "folder" and not (Path(root) / "train.txt").is_file() else TRAIN_SPLITS[name]
 
 
 def dataset_classes(name: str) -> Optional[Sequence[str]]:

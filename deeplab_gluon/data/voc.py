@@ -184,6 +184,4 @@ class VOCSegDataset(SegmentationDataset):
         return paths
 
     def load_label(self, path: Path) -> np.ndarray:
-        if path.suffix == ".mat":
-            return read_sbd_label(path)
-        return super().load_label(path)
+        return read_sbd_label(path) if path.suffix == ".mat" else super().load_label(path)
