@@ -138,10 +138,8 @@ class ConfusionMatrix:
         """JSON-ready scores: ``pixAcc``, ``mAcc``, ``mIoU``, ``fwIoU`` (fractions in [0, 1]),
         ``IoU`` ``{class name: value}``, and ``num_pixels``. Undefined values (NaN) are None."""
         return {
-            "pixAcc": _finite_or_none(self.pixel_accuracy()),
-            "mAcc": _finite_or_none(self.mean_accuracy()),
-            "mIoU": _finite_or_none(self.miou()),
-            "fwIoU": _finite_or_none(self.fwiou()),
+            "pixAcc": _finite_or_none(self.pixel_accuracy()), "mAcc": _finite_or_none(self.mean_accuracy()),
+            "mIoU": _finite_or_none(self.miou()), "fwIoU": _finite_or_none(self.fwiou()),
             "IoU": {name: _finite_or_none(value) for name, value in zip(self._names(class_names), self.iou())},
             "num_pixels": self.total,
         }

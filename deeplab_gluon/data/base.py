@@ -89,9 +89,8 @@ class SegmentationDataset(gluon.data.Dataset):
         """``(index, why)`` of every sample whose label does not read or fit, or whose image is no image
         file OpenCV reads (its header only: decoding every image would cost minutes on a large split)."""
         bad = []
-        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file",
-                          disable=None if progress else True,  # None: shown on a terminal only
-                          leave=False):
+        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file", leave=False,
+                          disable=None if progress else True):  # None: shown on a terminal only
             try:
                 self.read_label_at(index)
                 if not cv2.haveImageReader(str(self.image_path(index))):

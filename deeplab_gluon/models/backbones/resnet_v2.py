@@ -143,10 +143,9 @@ class DilatedResNetV2(Backbone):
             # never match the ones used at inference.
             self.features.add(norm_layer(in_channels=3, scale=False, center=False,
                                          **dict(norm_kwargs, use_global_stats=True)))
-            self.features.add(nn.Conv2D(channels[0], 7, 2, 3, use_bias=False, in_channels=3))
-            self.features.add(norm_layer(in_channels=channels[0], **norm_kwargs))
-            self.features.add(nn.Activation("relu"))
-            self.features.add(nn.MaxPool2D(3, 2, 1))
+            self.features.add(nn.Conv2D(channels[0], 7, 2, 3, use_bias=False, in_channels=3),
+                              norm_layer(in_channels=channels[0], **norm_kwargs), nn.Activation("relu"),
+                              nn.MaxPool2D(3, 2, 1))
             in_channels = channels[0]
             for i, num_blocks in enumerate(layers):
                 stage = nn.HybridSequential(prefix=f"stage{i + 1}_")
@@ -160,8 +159,7 @@ class DilatedResNetV2(Backbone):
                                         norm_layer=norm_layer, norm_kwargs=norm_kwargs, prefix=""))
                 self.features.add(stage)
                 in_channels = channels[i + 1]
-            self.features.add(norm_layer(in_channels=in_channels, **norm_kwargs))
-            self.features.add(nn.Activation("relu"))
+            self.features.add(norm_layer(in_channels=in_channels, **norm_kwargs), nn.Activation("relu"))
 
     def hybrid_forward(self, F, x):
         low_level = stage3 = None
