@@ -24,6 +24,18 @@ RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
 }
 
 
+def _pre_activation_unit(F, x, downsample, layers):
+    """BN -> ReLU -> conv for each ``(bn, conv)`` of ``layers``, plus the shortcut: ``x``, or ``downsample``
+    of the first BN-ReLU's output (v2 projects the normalised input)."""
+    shortcut = x
+    for index, (bn, conv) in enumerate(layers):
+        x = F.Activation(bn(x), act_type="relu")
+        if index == 0 and downsample is not None:
+            shortcut = downsample(x)
+        x = conv(x)
+    return x + shortcut
+
+
 class BasicBlockV2(HybridBlock):
     """Pre-activation basic block (He et al. 2016) with a dilated second stride-capable conv."""
 
@@ -40,14 +52,7 @@ class BasicBlockV2(HybridBlock):
                                if downsample else None)
 
     def hybrid_forward(self, F, x):
-        residual = x
-        x = F.Activation(self.bn1(x), act_type="relu")
-        if self.downsample is not None:
-            residual = self.downsample(x)
-        x = self.conv1(x)
-        x = F.Activation(self.bn2(x), act_type="relu")
-        x = self.conv2(x)
-        return x + residual
+        return _pre_activation_unit(F, x, self.downsample, [(self.bn1, self.conv1), (self.bn2, self.conv2)])
 
 
 class BottleneckV2(HybridBlock):
@@ -69,16 +74,8 @@ class BottleneckV2(HybridBlock):
                                if downsample else None)
 
     def hybrid_forward(self, F, x):
-        residual = x
-        x = F.Activation(self.bn1(x), act_type="relu")
-        if self.downsample is not None:
-            residual = self.downsample(x)
-        x = self.conv1(x)
-        x = F.Activation(self.bn2(x), act_type="relu")
-        x = self.conv2(x)
-        x = F.Activation(self.bn3(x), act_type="relu")
-        x = self.conv3(x)
-        return x + residual
+        return _pre_activation_unit(F, x, self.downsample,
+                                    [(self.bn1, self.conv1), (self.bn2, self.conv2), (self.bn3, self.conv3)])
 
 
 def stage_strides_and_dilations(output_stride: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
