@@ -99,8 +99,7 @@ class SegmentationTrainer:
         self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight, class_weights=class_weights)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
-        self.iteration = 0
-        self.bad_steps = 0
+        self.iteration = self.bad_steps = 0
         self._device_threads = ThreadPoolExecutor(len(self.ctxs)) if len(self.ctxs) > 1 else None
 
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
