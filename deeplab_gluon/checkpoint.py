@@ -190,8 +190,7 @@ class Checkpoint:
         backbone's weights alone (for fine-tuning on other classes).
         """
         if expect is not None and not backbone_only:
-            differences = self.spec.weight_differences(expect)
-            if differences:
+            if differences := self.spec.weight_differences(expect):
                 raise CheckpointError(f"{self.path} does not fit this model ({'; '.join(differences)})")
         with tempfile.TemporaryDirectory() as scratch:
             try:

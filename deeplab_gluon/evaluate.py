@@ -97,8 +97,7 @@ class EvaluateConfig(InferenceFlags):
         problems = []
         given = {name for name, value in asdict(self).items() if value is not None}
         if self.checkpoint_mode:
-            mixed = sorted(given & set(FOLDER_ONLY))
-            if mixed:
+            if mixed := sorted(given & set(FOLDER_ONLY)):
                 problems.append(f"--{mixed[0]} belongs to folder mode; with --checkpoint give --dataset/--data_dir")
             try:
                 parse_devices(self.gpus)
@@ -140,8 +139,7 @@ def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> D
     gt_files = files_by_stem(gt_dir, LABEL_SUFFIXES, "ground-truth")
     pred_files = files_by_stem(pred_dir, LABEL_SUFFIXES, "prediction")
     if ids is not None:
-        missing = [i for i in ids if i not in gt_files]
-        if missing:
+        if missing := [i for i in ids if i not in gt_files]:
             raise DataError(f"ground truth not found: {gt_dir / missing[0]}.png ({len(missing)} ids missing)")
         gt_files = {i: gt_files[i] for i in ids}
     if not gt_files:
@@ -284,8 +282,7 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     output = config.output or default_output_path(checkpoint.path, config.split, config.scales, config.flip,
                                                   config.output_stride, trained_output_stride, config.limit,
                                                   config.precision)
-    problem = output_problem(output, "--output", folder=False)
-    if problem:
+    if problem := output_problem(output, "--output", folder=False):
         raise UsageError(problem)
     return EvaluationPlan(checkpoint, dataset_name, data_dir, dataset, classes, ignore_label, output_stride,
                           trained_output_stride, output)

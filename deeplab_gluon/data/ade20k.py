@@ -115,8 +115,7 @@ class ADE20KDataset(SegmentationDataset):
         if not stems:
             raise DataError(f"no .jpg images in {image_dir}")
         labels = list_dir_files(label_dir)
-        missing = [stem for stem in stems if f"{stem}.png" not in labels]
-        if missing:
+        if missing := [stem for stem in stems if f"{stem}.png" not in labels]:
             raise DataError(f"{len(missing)} of {len(stems)} images of ADE20K split {split!r} have no annotation, "
                             f"first: {label_dir / (missing[0] + '.png')}")
         self.source = f"images/{subfolder} + annotations/{subfolder} of {folder}, annotations shifted by -1 (0 ignored)"

@@ -107,8 +107,7 @@ def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = N
         raise DataError(f"split list not found: {list_file}, and it cannot be computed: {devkit} has no SBD "
                         f"({' or '.join(folder for folder, _ in SBD_LAYOUTS)}) and no "
                         f"VOC2012/SegmentationClassAug; {PREPARE_HINT}")
-    missing = [p for p in needed if not p.is_file()]
-    if missing:
+    if missing := [p for p in needed if not p.is_file()]:
         raise DataError(f"split list not found: {list_file}, and it cannot be computed without "
                         f"{missing[0]}; {PREPARE_HINT}")
     if sbd is not None:

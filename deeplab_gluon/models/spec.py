@@ -83,8 +83,7 @@ class ModelSpec:
     def from_dict(cls, description: dict) -> "ModelSpec":
         """The spec a checkpoint's ``meta["model"]`` describes; ``ValueError`` for fields this version lacks."""
         known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(description) - known)
-        if unknown:
+        if unknown := sorted(set(description) - known):
             raise ValueError(f"the model description has fields this version of deeplab_gluon does not know "
                              f"({', '.join(unknown)}); it was written by a newer version")
         return cls(**description)
