@@ -220,13 +220,10 @@ def run_export(config: ExportConfig) -> int:
                 agreement = float(np.mean(fp32.argmax(axis=1) == reference.argmax(axis=1)))
                 print(f"{precision} and fp32 give the same class on {100 * agreement:.1f}% of the pixels of a random "
                       f"{'x'.join(map(str, shape))} input")
-            results = {"symbol": run_symbol(symbol_file, params_file, batch)}
-            if onnx_file is not None:
-                results["onnx"] = run_onnx(onnx_file, batch)
+            results = {kind: run_symbol(symbol_file, params_file, batch) if kind == "symbol" else
+                       run_onnx(onnx_file, batch) for kind in FORMATS if kind in config.formats}  # symbol first
             scale = float(np.abs(reference).max()) or 1.0
             for kind, output in results.items():
-                if kind not in config.formats:
-                    continue
                 difference = float(np.abs(output - reference).max())
                 print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to {precision} in Gluon "
                       f"{difference:.2e} (logits up to {scale:.3g})")
