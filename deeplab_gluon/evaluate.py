@@ -264,9 +264,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     ignore_label = config.ignore_label if config.ignore_label is not None else int(meta.get("ignore_label", 255))
     extra = {}
     if dataset_name == "folder":
-        names = checkpoint.classes or None
-        extra = {"num_classes": num_classes, "classes": names if names and len(names) == num_classes else None,
-                 "ignore_label": ignore_label}
+        names = checkpoint.classes if len(checkpoint.classes) == num_classes else None
+        extra = {"num_classes": num_classes, "classes": names, "ignore_label": ignore_label}
     try:
         dataset = get_dataset(dataset_name, data_dir, config.split, transform=EvalTransform(), **extra)
     except DataError as err:

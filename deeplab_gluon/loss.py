@@ -11,8 +11,7 @@ from mxnet import gluon
 
 def count_valid(label, ignore_label: int = 255) -> int:
     """Number of pixels whose label is not ``ignore_label`` (NDArray or numpy array of any shape)."""
-    valid = label != ignore_label
-    total = valid.sum()
+    total = (label != ignore_label).sum()
     return int(total.asscalar() if hasattr(total, "asscalar") else total)
 
 

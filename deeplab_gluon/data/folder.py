@@ -86,8 +86,7 @@ class SegFolderDataset(SegmentationDataset):
         colours (C, 3) from ``classes.txt`` when it lists as many classes, else None (VOC colours)."""
         class_file = root / CLASS_LIST_NAME
         listed = read_class_list(class_file) if class_file.is_file() else None
-        if num_classes == 0:
-            num_classes = None  # train.py's "--num_classes 0": the dataset's own count
+        num_classes = num_classes or None  # train.py's "--num_classes 0": the dataset's own count
         if classes is None and listed is not None:
             classes = listed[0]
             if num_classes is not None and num_classes != len(classes):
