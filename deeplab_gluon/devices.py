@@ -69,9 +69,7 @@ def probe_gpu(ctx: mx.Context) -> None:
 def check_gpus(ctxs: List[mx.Context]) -> None:
     """``ValueError`` in one line naming the GPU, its compute capability and what works instead, when
     MXNet cannot run on it (e.g. an H100, compute capability 9.0, with the PyPI ``mxnet-cu112`` wheel)."""
-    for ctx in ctxs:
-        if ctx.device_type != "gpu":
-            continue
+    for ctx in [ctx for ctx in ctxs if ctx.device_type == "gpu"]:
         try:
             probe_gpu(ctx)
         except mx.base.MXNetError as err:

@@ -81,8 +81,4 @@ def checkpoint_palette(meta: dict) -> np.ndarray:
     ``meta["palette"]`` (per-class colours, as :func:`palette_colours` writes them) when present; for
     older checkpoints, the colours of the dataset named in ``meta["config"]["dataset"]``; else VOC's.
     """
-    colours: Optional[Sequence] = meta.get("palette")
-    if not colours:
-        name = (meta.get("config") or {}).get("dataset")
-        colours = NAMED_COLOURS.get(name)
-    return full_palette(colours)
+    return full_palette(meta.get("palette") or NAMED_COLOURS.get((meta.get("config") or {}).get("dataset")))
