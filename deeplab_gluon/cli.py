@@ -165,8 +165,7 @@ def parse_config(config_class, prog: str, argv: Optional[Sequence[str]] = None, 
     values = vars(build_parser(config_class, prog, description).parse_args(argv))
     hints = typing.get_type_hints(config_class)
     for name, value in values.items():  # nargs=N gives a list where the field is a fixed-size tuple
-        if isinstance(value, list) and tuple in (typing.get_origin(hints[name]),
-                                                 typing.get_origin(_unoptional(hints[name]))):
+        if isinstance(value, list) and typing.get_origin(_unoptional(hints[name])) is tuple:
             values[name] = tuple(value)
     return config_class(**values)
 
