@@ -9,6 +9,7 @@ every member's CRC-32 is checked, so a damaged file is refused before anything i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,8 +23,8 @@ from typing import List, Optional
 import mxnet as mx
 import numpy as np
 
-from .cli import JobError
-from .models.spec import ModelSpec
+from .cli import JobError, mxnet_reason
+from .models import ModelSpec, build_model
 
 SUFFIX = ".ckpt"
 _NAME = re.compile(r"iter-(\d+)\.ckpt$")
@@ -173,8 +174,6 @@ class Checkpoint:
 
         ``output_stride`` overrides the trained one (e.g. 8 for a model trained at 16: same weights).
         """
-        from .models import build_model
-
         spec = self.spec if output_stride is None else self.spec.replace(output_stride=output_stride)
         ctx = ctx or mx.cpu()
         net = build_model(spec, ctx, initialize=False)
@@ -191,8 +190,7 @@ class Checkpoint:
         backbone's weights alone (for fine-tuning on other classes).
         """
         if expect is not None and not backbone_only:
-            differences = self.spec.weight_differences(expect)
-            if differences:
+            if differences := self.spec.weight_differences(expect):
                 raise CheckpointError(f"{self.path} does not fit this model ({'; '.join(differences)})")
         with tempfile.TemporaryDirectory() as scratch:
             try:
@@ -210,8 +208,6 @@ class Checkpoint:
                 if trainer is not None and os.path.exists(states):
                     trainer.load_states(states)
             except (AssertionError, mx.base.MXNetError, ValueError) as err:
-                from .cli import mxnet_reason
-
                 raise CheckpointError(f"cannot load {self.path}: {mxnet_reason(err)}") from None
 
     def _load_backbone(self, params_file: str, net: mx.gluon.Block, ctx) -> None:
@@ -268,16 +264,12 @@ def load_model(path, ctx=None, output_stride: Optional[int] = None, precision: O
 # ------------------------------------------------------------------------------ run-folder housekeeping
 
 def _fsync_dir(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def list_checkpoints(folder) -> List[Path]:
@@ -285,11 +277,7 @@ def list_checkpoints(folder) -> List[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = []
-    for path in folder.iterdir():
-        match = _NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
+    found = [(int(match.group(1)), path) for path in folder.iterdir() if (match := _NAME.match(path.name))]
     return [path for _, path in sorted(found)]
 
 

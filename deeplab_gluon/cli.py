@@ -134,8 +134,7 @@ def _parser_for(annotation) -> Tuple[Callable, dict]:
 
 def build_parser(config_class, prog: str, description: Optional[str] = None) -> JobArgumentParser:
     """An argparse parser with one flag per field of ``config_class`` that carries :func:`flag` metadata."""
-    parser = JobArgumentParser(prog=prog, description=description,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     hints = typing.get_type_hints(config_class)
     groups = {}
     for field in dataclasses.fields(config_class):
@@ -166,8 +165,7 @@ def parse_config(config_class, prog: str, argv: Optional[Sequence[str]] = None, 
     values = vars(build_parser(config_class, prog, description).parse_args(argv))
     hints = typing.get_type_hints(config_class)
     for name, value in values.items():  # nargs=N gives a list where the field is a fixed-size tuple
-        if isinstance(value, list) and tuple in (typing.get_origin(hints[name]),
-                                                 typing.get_origin(_unoptional(hints[name]))):
+        if isinstance(value, list) and typing.get_origin(_unoptional(hints[name])) is tuple:
             values[name] = tuple(value)
     return config_class(**values)
 

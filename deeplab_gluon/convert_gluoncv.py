@@ -26,7 +26,8 @@ import mxnet as mx
 
 from .checkpoint import Checkpoint, CheckpointError
 from .cli import JobError, UsageError, flag, output_problem, run_job
-from .models.spec import ModelSpec
+from .models import ModelSpec, build_model
+from .models.backbones.base import guess_zoo_model, read_zoo_params
 
 PROG = "convert_gluoncv"
 
@@ -109,8 +110,6 @@ def gluoncv_name(our_name: str) -> Optional[str]:
 
 def guess_gluoncv_model(shapes: Dict[str, Tuple[int, ...]]) -> Optional[str]:
     """Which gluoncv network a ``{structural name: shape}`` file holds, e.g. ``deeplab_resnet50_ade``, or None."""
-    from .models.backbones.base import guess_zoo_model
-
     backbone = guess_zoo_model(shapes)
     if backbone is None:
         return None
@@ -129,8 +128,6 @@ def read_gluoncv_params(path: Path, model: GluonCVModel) -> Dict[str, mx.nd.NDAr
     Files gluoncv writes with ``save_parameters`` are read directly; older prefixed-name files are read
     through gluoncv's own network (then gluoncv must be installed). ``ValueError`` in one line otherwise.
     """
-    from .models.backbones.base import read_zoo_params
-
     def gluoncv_network():
         from gluoncv.model_zoo import get_model  # only for legacy-named files: gluoncv imports slowly
 
@@ -145,8 +142,6 @@ def convert(path: Path, model: GluonCVModel, ctx=None):
     ``ValueError`` in one line when the file does not hold ``model``: counts and examples of the
     parameters missing, unexpected and of another shape (in gluoncv's names), and what it looks like.
     """
-    from .models import build_model
-
     ctx = ctx or mx.cpu()
     loaded = read_gluoncv_params(path, model)
     spec = model.spec
@@ -188,8 +183,7 @@ def checkpoint_meta(model: GluonCVModel, spec: ModelSpec, params: Path, sha1: st
 
     classes = list(dataset_classes(model.dataset))
     return {
-        "model": spec.to_dict(),
-        "classes": classes,
+        "model": spec.to_dict(), "classes": classes,
         "palette": full_palette(NAMED_COLOURS.get(model.dataset))[:len(classes)].astype(int).tolist(),
         "ignore_label": 255,
         # evaluate and predict default to these; gluoncv trained and evaluated on 480 x 480 crops

@@ -18,8 +18,7 @@ def parse_devices(spec: str) -> List[mx.Context]:
     spec = str(spec if spec is not None else "").strip().replace(" ", "")
     if spec in ("", "-1", "cpu"):
         return [mx.cpu()]
-    match = re.fullmatch(r"cpu:(\d+)", spec)
-    if match:
+    if match := re.fullmatch(r"cpu:(\d+)", spec):
         count = int(match.group(1))
         if count < 1:
             raise ValueError(f"--gpus {spec}: need at least one CPU context")
@@ -31,8 +30,7 @@ def parse_devices(spec: str) -> List[mx.Context]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"--gpus {spec}: a GPU is listed twice")
     available = mx.context.num_gpus()
-    missing = [i for i in ids if i >= available]
-    if missing:
+    if missing := [i for i in ids if i >= available]:
         raise ValueError(f"--gpus {spec}: GPU {missing[0]} does not exist (MXNet sees {available} GPU"
                          f"{'s' if available != 1 else ''}; is the CUDA wheel mxnet-cu112 installed?)")
     ctxs = [mx.gpu(i) for i in ids]
@@ -71,9 +69,7 @@ def probe_gpu(ctx: mx.Context) -> None:
 def check_gpus(ctxs: List[mx.Context]) -> None:
     """``ValueError`` in one line naming the GPU, its compute capability and what works instead, when
     MXNet cannot run on it (e.g. an H100, compute capability 9.0, with the PyPI ``mxnet-cu112`` wheel)."""
-    for ctx in ctxs:
-        if ctx.device_type != "gpu":
-            continue
+    for ctx in [ctx for ctx in ctxs if ctx.device_type == "gpu"]:
         try:
             probe_gpu(ctx)
         except mx.base.MXNetError as err:

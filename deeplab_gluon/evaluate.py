@@ -32,10 +32,12 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint
 from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
-from .data import DATASETS, NAMED_CLASSES, read_class_list
+from .data import DATASETS, NAMED_CLASSES, EvalTransform, get_dataset, read_class_list
 from .data.errors import DataError
-from .data.folder import LABEL_SUFFIXES
+from .data.folder import LABEL_SUFFIXES, files_by_stem
 from .data.palette import VOC_CLASSES, read_label
+from .devices import parse_devices
+from .inference import evaluate_dataset
 from .metrics import ConfusionMatrix
 from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
@@ -43,8 +45,6 @@ from .precision import InferenceFlags, prepare_checkpoint
 PROG = "evaluate"
 FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
 CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
-
-
 CHECKPOINT_MODE, FOLDER_MODE, BOTH = "checkpoint mode", "folder mode", "both modes"
 
 
@@ -70,8 +70,7 @@ class EvaluateConfig(InferenceFlags):
     gpus: str = field(default="", metadata=flag(
         "GPU ids like 0,1; empty or -1 for CPU; cpu:N for N CPU contexts", group=CHECKPOINT_MODE))
     num_workers: int = field(default=0, metadata=flag("data loading processes", group=CHECKPOINT_MODE))
-    limit: Optional[int] = field(default=None, metadata=flag(
-        "score only the first N images", group=CHECKPOINT_MODE))
+    limit: Optional[int] = field(default=None, metadata=flag("score only the first N images", group=CHECKPOINT_MODE))
     progress: bool = field(default=True, metadata=flag(
         "show a progress bar with the running mIoU", group=CHECKPOINT_MODE))
     pred_dir: Optional[Path] = field(default=None, metadata=flag("predicted label PNGs", group=FOLDER_MODE))
@@ -95,13 +94,10 @@ class EvaluateConfig(InferenceFlags):
 
     def problems(self) -> List[str]:
         """Every problem with the flags that can be seen without opening files, as one-line messages."""
-        from .devices import parse_devices
-
         problems = []
         given = {name for name, value in asdict(self).items() if value is not None}
         if self.checkpoint_mode:
-            mixed = sorted(given & set(FOLDER_ONLY))
-            if mixed:
+            if mixed := sorted(given & set(FOLDER_ONLY)):
                 problems.append(f"--{mixed[0]} belongs to folder mode; with --checkpoint give --dataset/--data_dir")
             try:
                 parse_devices(self.gpus)
@@ -133,19 +129,6 @@ class EvaluateConfig(InferenceFlags):
 
 # ---------------------------------------------------------------------------------------------- folder mode
 
-def _label_files(folder: Path, role: str) -> Dict[str, Path]:
-    """``{stem: path}`` of the label images in a folder."""
-    if not folder.is_dir():
-        raise DataError(f"{role} folder not found: {folder}")
-    files: Dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in LABEL_SUFFIXES and path.is_file():
-            if path.stem in files:
-                raise DataError(f"two {role} files with the stem {path.stem!r}: {files[path.stem]} and {path}")
-            files[path.stem] = path
-    return files
-
-
 def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> Dict[str, Tuple[Path, Path]]:
     """``{stem: (prediction, ground truth)}`` for every ground-truth file in ``gt_dir`` (or for ``ids``).
 
@@ -153,11 +136,10 @@ def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> D
     naming the missing file, found before any file is read.
     """
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
-    gt_files = _label_files(gt_dir, "ground-truth")
-    pred_files = _label_files(pred_dir, "prediction")
+    gt_files = files_by_stem(gt_dir, LABEL_SUFFIXES, "ground-truth")
+    pred_files = files_by_stem(pred_dir, LABEL_SUFFIXES, "prediction")
     if ids is not None:
-        missing = [i for i in ids if i not in gt_files]
-        if missing:
+        if missing := [i for i in ids if i not in gt_files]:
             raise DataError(f"ground truth not found: {gt_dir / missing[0]}.png ({len(missing)} ids missing)")
         gt_files = {i: gt_files[i] for i in ids}
     if not gt_files:
@@ -240,18 +222,11 @@ def default_output_path(checkpoint: Path, split: str, scales: Sequence[float], f
     The suffixes name what differs from a plain single-scale run at the trained output stride, so
     evaluations with different settings never overwrite each other.
     """
-    name = f"{checkpoint.name}.eval-{split}"
-    if tuple(scales) != (1.0,):
-        name += "-ms"
-    if flip:
-        name += "-flip"
-    if output_stride is not None and output_stride != trained_output_stride:
-        name += f"-os{output_stride}"
-    if limit is not None:
-        name += f"-limit{limit}"
-    if precision != "fp32":
-        name += f"-{precision}"
-    return checkpoint.with_name(name + ".json")
+    suffixes = {"-ms": tuple(scales) != (1.0,), "-flip": flip,
+                f"-os{output_stride}": output_stride is not None and output_stride != trained_output_stride,
+                f"-limit{limit}": limit is not None, f"-{precision}": precision != "fp32"}
+    wanted = "".join(suffix for suffix, applies in suffixes.items() if applies)
+    return checkpoint.with_name(f"{checkpoint.name}.eval-{split}{wanted}.json")
 
 
 @dataclass
@@ -273,8 +248,6 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
 
     Only ``meta.json`` and the split's file list are read here; the weights load later.
     """
-    from .data import EvalTransform, get_dataset
-
     checkpoint = checkpoint_flag(config.checkpoint)
     spec, meta = checkpoint.spec, checkpoint.meta
     trained = dict(meta.get("config") or {})
@@ -291,9 +264,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     ignore_label = config.ignore_label if config.ignore_label is not None else int(meta.get("ignore_label", 255))
     extra = {}
     if dataset_name == "folder":
-        names = checkpoint.classes or None
-        extra = {"num_classes": num_classes, "classes": names if names and len(names) == num_classes else None,
-                 "ignore_label": ignore_label}
+        names = checkpoint.classes if len(checkpoint.classes) == num_classes else None
+        extra = {"num_classes": num_classes, "classes": names, "ignore_label": ignore_label}
     try:
         dataset = get_dataset(dataset_name, data_dir, config.split, transform=EvalTransform(), **extra)
     except DataError as err:
@@ -301,9 +273,7 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     if dataset.num_classes != num_classes:
         raise UsageError(f"{checkpoint.path} predicts {num_classes} classes but {dataset_name} dataset {data_dir} "
                          f"has {dataset.num_classes}")
-    classes = checkpoint.classes or list(dataset.classes)
-    if len(classes) != num_classes:
-        classes = list(dataset.classes)
+    classes = checkpoint.classes if len(checkpoint.classes) == num_classes else list(dataset.classes)
     if config.limit is not None:
         dataset = dataset.take(config.limit)
     trained_output_stride = spec.output_stride
@@ -311,17 +281,13 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     output = config.output or default_output_path(checkpoint.path, config.split, config.scales, config.flip,
                                                   config.output_stride, trained_output_stride, config.limit,
                                                   config.precision)
-    problem = output_problem(output, "--output", folder=False)
-    if problem:
+    if problem := output_problem(output, "--output", folder=False):
         raise UsageError(problem)
     return EvaluationPlan(checkpoint, dataset_name, data_dir, dataset, classes, ignore_label, output_stride,
                           trained_output_stride, output)
 
 
 def run_checkpoint_mode(config: EvaluateConfig) -> int:
-    from .devices import parse_devices
-    from .inference import evaluate_dataset
-
     ctxs = parse_devices(config.gpus)
     plan = plan_evaluation(config)
     net = prepare_checkpoint(plan.checkpoint, ctxs, plan.output_stride, config, plan.dataset_name, plan.data_dir)
@@ -333,19 +299,14 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     seconds = time.time() - start
     summary = confusion.summary(plan.classes)
     report = {
-        "checkpoint": str(plan.checkpoint.path),
-        "iteration": plan.checkpoint.iteration,
-        "dataset": plan.dataset_name,
-        "data_dir": str(plan.data_dir),
-        "split": config.split,
+        "checkpoint": str(plan.checkpoint.path), "iteration": plan.checkpoint.iteration,
+        "dataset": plan.dataset_name, "data_dir": str(plan.data_dir), "split": config.split,
         "num_images": len(plan.dataset),
         "settings": {"scales": list(config.scales), "flip": config.flip, "output_stride": plan.output_stride,
                      "trained_output_stride": plan.trained_output_stride, "devices": [str(c) for c in ctxs],
                      "ignore_label": plan.ignore_label, "limit": config.limit, "precision": net.precision,
                      "precision_notes": net.notes},
-        "classes": plan.classes,
-        "summary": summary,
-        "confusion_matrix": confusion.matrix.tolist(),
+        "classes": plan.classes, "summary": summary, "confusion_matrix": confusion.matrix.tolist(),
         "seconds": round(seconds, 3),
     }
     plan.output.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -28,7 +29,8 @@ import mxnet as mx
 import numpy as np
 
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
-from .models.spec import OUTPUT_STRIDES, ModelSpec
+from .inference import main_logits
+from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -88,11 +90,6 @@ class ExportConfig(InferenceFlags):
         return [problem for problem in problems if problem]
 
 
-def export_prefix(spec: ModelSpec) -> str:
-    """``deeplabv3_resnet101_v2_aspp_os8`` for a model spec."""
-    return f"{spec.name}_os{spec.output_stride}"
-
-
 def export_symbol(net: mx.gluon.HybridBlock, prefix: Path, input_shape: Sequence[int]) -> Tuple[Path, Path]:
     """Trace ``net`` on a zero batch of ``input_shape`` (N, 3, H, W) and write ``<prefix>-symbol.json``
     and ``<prefix>-0000.params``; returns their paths.
@@ -138,8 +135,7 @@ def export_onnx(symbol_file: Path, params_file: Path, onnx_file: Path, input_sha
 
     register_resize_like()
     extra = {"dynamic": True, "dynamic_input_shapes": [(None, 3, None, None)]} if dynamic else {}
-    mx.onnx.export_model(str(symbol_file), str(params_file), [tuple(input_shape)], np.float32, str(onnx_file),
-                         **extra)
+    mx.onnx.export_model(str(symbol_file), str(params_file), [tuple(input_shape)], np.float32, str(onnx_file), **extra)
     model = onnx.load(str(onnx_file))
     weights = {tensor.name for tensor in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in weights]
@@ -153,8 +149,6 @@ def export_onnx(symbol_file: Path, params_file: Path, onnx_file: Path, input_sha
 
 def run_symbol(symbol_file: Path, params_file: Path, batch: np.ndarray) -> np.ndarray:
     """Logits of the symbol export for a normalised (N, 3, H, W) batch, through ``SymbolBlock`` alone."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SymbolBlock warns about the parameter name prefix
         block = mx.gluon.SymbolBlock.imports(str(symbol_file), [INPUT_NAME], str(params_file), ctx=mx.cpu())
@@ -178,8 +172,6 @@ def check_shape(input_size: Tuple[int, int], dynamic: bool) -> Tuple[int, int, i
 
 
 def run_export(config: ExportConfig) -> int:
-    from .inference import main_logits
-
     checkpoint = checkpoint_flag(config.checkpoint)  # a one-line usage error before any work
     spec = checkpoint.spec.replace(output_stride=config.output_stride or checkpoint.spec.output_stride)
     net = checkpoint.load(mx.cpu(), output_stride=spec.output_stride)
@@ -190,13 +182,11 @@ def run_export(config: ExportConfig) -> int:
         converted = converted if converted.graph is not None else None  # fell back to fp32
     precision = converted.precision if converted else "fp32"
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    name = export_prefix(spec) + ("" if precision == "fp32" else f"_{precision}")
+    name = f"{spec.name}_os{spec.output_stride}" + ("" if precision == "fp32" else f"_{precision}")  # <prefix>
     traced = (1, 3) + tuple(config.input_size)
-    scratch = None
-    symbol_dir = config.output_dir
-    if "symbol" not in config.formats:  # ONNX is converted from the symbol files: make them aside
-        scratch = Path(tempfile.mkdtemp(prefix="deeplab-export-"))
-        symbol_dir = scratch
+    # ONNX is converted from the symbol files: without --format symbol they are made aside
+    scratch = None if "symbol" in config.formats else Path(tempfile.mkdtemp(prefix="deeplab-export-"))
+    symbol_dir = scratch or config.output_dir
     try:
         symbol_file, params_file = export_symbol(converted.graph if converted else net, symbol_dir / name, traced)
         written = [symbol_file, params_file] if scratch is None else []
@@ -230,17 +220,13 @@ def run_export(config: ExportConfig) -> int:
                 agreement = float(np.mean(fp32.argmax(axis=1) == reference.argmax(axis=1)))
                 print(f"{precision} and fp32 give the same class on {100 * agreement:.1f}% of the pixels of a random "
                       f"{'x'.join(map(str, shape))} input")
-            results = {"symbol": run_symbol(symbol_file, params_file, batch)}
-            if onnx_file is not None:
-                results["onnx"] = run_onnx(onnx_file, batch)
+            results = {kind: run_symbol(symbol_file, params_file, batch) if kind == "symbol" else
+                       run_onnx(onnx_file, batch) for kind in FORMATS if kind in config.formats}  # symbol first
             scale = float(np.abs(reference).max()) or 1.0
             for kind, output in results.items():
-                if kind not in config.formats:
-                    continue
                 difference = float(np.abs(output - reference).max())
                 print(f"check {kind}: input {'x'.join(map(str, shape))}, max |difference| to {precision} in Gluon "
-                      f"{difference:.2e} "
-                      f"(logits up to {scale:.3g})")
+                      f"{difference:.2e} (logits up to {scale:.3g})")
                 if output.shape != reference.shape or difference > 1e-4 * scale + 1e-4:
                     raise JobError(f"the {kind} export differs from the Gluon model by {difference:.3g} "
                                      f"on a {shape} input; please report this")

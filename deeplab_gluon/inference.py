@@ -7,6 +7,8 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
+from .metrics import ConfusionMatrix
+
 
 def main_logits(output) -> mx.nd.NDArray:
     """The main logits (N, C, H, W) of a network's output: the first of (main, auxiliary), or the output."""
@@ -31,11 +33,8 @@ def predict_probs(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), f
     height, width = image.shape[2:]
     total, count = None, 0
     for scale in scales:
-        if scale == 1.0:
-            scaled = image
-        else:
-            scaled = mx.nd.contrib.BilinearResize2D(image, height=max(1, int(round(height * scale))),
-                                                    width=max(1, int(round(width * scale))))
+        scaled = image if scale == 1.0 else mx.nd.contrib.BilinearResize2D(
+            image, height=max(1, int(round(height * scale))), width=max(1, int(round(width * scale))))
         for mirrored in ((False, True) if flip else (False,)):
             probs = mx.nd.softmax(main_logits(net(scaled.flip(axis=3) if mirrored else scaled)), axis=1)
             if mirrored:
@@ -68,8 +67,6 @@ def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int,
     robin to ``ctxs``, which run concurrently. Returns the accumulated
     :class:`~deeplab_gluon.metrics.ConfusionMatrix` (pass one to add to it).
     """
-    from .metrics import ConfusionMatrix
-
     confusion = confusion or ConfusionMatrix(num_classes, ignore_label)
     loader = mx.gluon.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
     bar = tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, leave=False)

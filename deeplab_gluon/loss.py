@@ -11,8 +11,7 @@ from mxnet import gluon
 
 def count_valid(label, ignore_label: int = 255) -> int:
     """Number of pixels whose label is not ``ignore_label`` (NDArray or numpy array of any shape)."""
-    valid = label != ignore_label
-    total = valid.sum()
+    total = (label != ignore_label).sum()
     return int(total.asscalar() if hasattr(total, "asscalar") else total)
 
 
@@ -97,8 +96,7 @@ class SegmentationLoss(gluon.Block):
         if num_valid is None:
             num_valid = weights.sum()
         if isinstance(num_valid, mx.nd.NDArray):
-            denominator = mx.nd.maximum(num_valid.astype(logits.dtype).as_in_context(logits.context), 1.0)
-            denominator = denominator.reshape((1,))
+            denominator = mx.nd.maximum(num_valid.astype(logits.dtype).as_in_context(logits.context), 1.0).reshape((1,))
         else:
             denominator = float(max(num_valid, 1))
 

@@ -86,8 +86,7 @@ class ConfusionMatrix:
 
     def _ratio(self, numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         """Element-wise ratio with NaN where the denominator is 0, without warnings."""
-        numerator = np.asarray(numerator, dtype=np.float64)
-        denominator = np.asarray(denominator, dtype=np.float64)
+        numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
         out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
         np.divide(numerator, denominator, out=out, where=denominator > 0)
         return out
@@ -139,10 +138,8 @@ class ConfusionMatrix:
         """JSON-ready scores: ``pixAcc``, ``mAcc``, ``mIoU``, ``fwIoU`` (fractions in [0, 1]),
         ``IoU`` ``{class name: value}``, and ``num_pixels``. Undefined values (NaN) are None."""
         return {
-            "pixAcc": _finite_or_none(self.pixel_accuracy()),
-            "mAcc": _finite_or_none(self.mean_accuracy()),
-            "mIoU": _finite_or_none(self.miou()),
-            "fwIoU": _finite_or_none(self.fwiou()),
+            "pixAcc": _finite_or_none(self.pixel_accuracy()), "mAcc": _finite_or_none(self.mean_accuracy()),
+            "mIoU": _finite_or_none(self.miou()), "fwIoU": _finite_or_none(self.fwiou()),
             "IoU": {name: _finite_or_none(value) for name, value in zip(self._names(class_names), self.iou())},
             "num_pixels": self.total,
         }
@@ -159,9 +156,9 @@ class ConfusionMatrix:
         lines = [f"{'class':<{width}}  {'IoU %':>7}", "-" * (width + 9)]
         lines += [f"{name:<{width}}  {percent(value)}" for name, value in zip(names, self.iou())]
         lines.append("-" * (width + 9))
-        for label, value in (("pixAcc", self.pixel_accuracy()), ("mAcc", self.mean_accuracy()),
-                             ("mIoU", self.miou()), ("fwIoU", self.fwiou())):
-            lines.append(f"{label:<{width}}  {percent(value)}")
+        lines += [f"{label:<{width}}  {percent(value)}" for label, value in (
+            ("pixAcc", self.pixel_accuracy()), ("mAcc", self.mean_accuracy()), ("mIoU", self.miou()),
+            ("fwIoU", self.fwiou()))]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

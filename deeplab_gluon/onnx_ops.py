@@ -43,9 +43,8 @@ def register_resize_like() -> None:
         initializer = kwargs["initializer"]
         create_tensor([], f"{name}_roi", initializer, dtype="float32")
         create_tensor([], f"{name}_scales", initializer, dtype="float32")  # empty: the sizes input decides
-        create_tensor([0], f"{name}_0", initializer)
-        create_tensor([2], f"{name}_2", initializer)
-        create_tensor([4], f"{name}_4", initializer)
+        for index in (0, 2, 4):  # slice bounds: (N, C) is shape[0:2], (H, W) shape[2:4]
+            create_tensor([index], f"{name}_{index}", initializer)
         return [
             make_node("Shape", [inputs[0]], [f"{name}_data_shape"]),
             make_node("Slice", [f"{name}_data_shape", f"{name}_0", f"{name}_2"], [f"{name}_batch_channels"]),

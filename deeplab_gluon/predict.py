@@ -25,13 +25,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from .checkpoint import Checkpoint
 from .cli import FAILURE, JobError, UsageError, checkpoint_flag, fail, flag, output_problem, parse_scales, run_job
-from .models.spec import OUTPUT_STRIDES
-from .precision import InferenceFlags, prepare_checkpoint
+from .data import checkpoint_palette, read_image, read_label, save_index_png, write_image
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
+from .devices import parse_devices
+from .inference import class_map, image_to_batch, predict_labels, predict_probs
+from .models.spec import OUTPUT_STRIDES
+from .precision import InferenceFlags, prepare_checkpoint
 
 PROG = "predict"
 
@@ -64,8 +68,6 @@ class PredictConfig(InferenceFlags):
 
     def problems(self) -> List[str]:
         """The problems with the flags themselves, before any file is opened."""
-        from .devices import parse_devices
-
         problems = []
         try:
             parse_devices(self.gpus)
@@ -180,8 +182,7 @@ def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.nda
                   ground_truth: Optional[np.ndarray] = None, palette: Optional[np.ndarray] = None) -> None:
     """The files of one image: ``image`` (H, W, 3) uint8 RGB, ``labels`` (H, W), ``probs`` (C, H, W) or None;
     ``palette`` (256, 3) the dataset's colours (VOC's by default)."""
-    from .data import save_index_png, write_image
-    from .visualize import overlay, side_by_side
+    from .visualize import overlay, side_by_side  # matplotlib: imported when an image is written
 
     save_index_png(output_dir / f"{stem}.png", labels.astype(np.uint8), palette)
     background = 0 if classes and classes[0] == "background" else None  # black in VOC colours: leave it
@@ -195,11 +196,6 @@ def write_outputs(output_dir: Path, stem: str, image: np.ndarray, labels: np.nda
 def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
     """Predict every image of ``plan``; one that cannot be read is skipped and named at the end (exit 1),
     or with ``--strict 1`` stops the run (:class:`JobError`)."""
-    from tqdm import tqdm
-
-    from .data import checkpoint_palette
-    from .devices import parse_devices
-
     ctxs = parse_devices(config.gpus)
     net = prepare_checkpoint(plan.checkpoint, ctxs, config.output_stride, config)
     print(net.describe())
@@ -232,8 +228,6 @@ def run_prediction(config: PredictConfig, plan: PredictionPlan) -> int:
 
 def read_inputs(path: Path, plan: PredictionPlan) -> Tuple[Path, np.ndarray, Optional[np.ndarray]]:
     """``(path, image, ground truth or None)``; :class:`DataError` naming the file that cannot be read."""
-    from .data import read_image, read_label
-
     picture = read_image(path)
     truth = read_label(plan.ground_truth[path.stem]) if plan.ground_truth else None
     if truth is not None and truth.shape != picture.shape[:2]:
@@ -246,8 +240,6 @@ def predict_group(net, inputs, ctxs, config: PredictConfig, classes: Sequence[st
                   palette: Optional[np.ndarray] = None) -> None:
     """Predict up to one image per context, all queued before any result is read (so the contexts run
     together), and write each one's files."""
-    from .inference import class_map, image_to_batch, predict_labels, predict_probs
-
     results = []
     for (_, picture, _), ctx in zip(inputs, ctxs):
         batch = image_to_batch(picture, ctx)
@@ -273,8 +265,7 @@ def prepare(config: PredictConfig) -> PredictionPlan:
         images = collect_inputs(config.input, config.strict)
     except OSError as err:  # a list file that cannot be read
         raise UsageError(f"--input: {err}") from None
-    if config.limit is not None:
-        images = images[:config.limit]
+    images = images[:config.limit]  # None: all
     check_output_names(images, config.output_dir)
     ground_truth = ground_truth_files(images, config.compare_gt) if config.compare_gt is not None else None
     return PredictionPlan(checkpoint, images, ground_truth)

@@ -33,10 +33,8 @@ _HELD = set()
 
 def _close_inherited_locks() -> None:
     for fd in list(_HELD):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     _HELD.clear()
 
 
@@ -81,12 +79,9 @@ def _acquire(path: Path) -> tuple:
             raise
         # The holder may have unlinked the file between our open and our lock: then we locked a file
         # that no longer has this name, and must lock the one that does.
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd, _read_record(fd)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd, _read_record(fd)
         os.close(fd)
     raise RunFolderLocked(f"--output_dir {path.parent}: could not lock {path} (it keeps being replaced)")
 
@@ -112,8 +107,7 @@ def run_folder_lock(folder, enabled: bool = True) -> Iterator[Optional[Path]]:
         if previous:
             print(f"note: {path} was left by a run that is no longer running ({describe_holder(previous)}); "
                   f"taking it over", file=sys.stderr)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-                  "command": " ".join(sys.argv)}
+        record = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(), "command": " ".join(sys.argv)}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         yield path

@@ -1,6 +1,7 @@
 """The run's JSON-lines log, and the PNG of its loss and mIoU curves."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -29,10 +30,8 @@ def read_log(path) -> List[dict]:
     records = []
     with open(path) as handle:
         for line in handle:
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
     return records
 
 

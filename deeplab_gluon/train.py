@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from .cli import flag, output_problem, run_job
+from .checkpoint import Checkpoint, CheckpointError
+from .cli import flag, output_problem, parse_config as parse_job_config, run_job
 from .cpu_threads import ThreadsFlag
 from .data import DATASETS, TRAIN_SPLITS, dataset_classes, default_train_split
+from .devices import parse_devices
+from .models.backbones import canonical_backbone, check_dilation_rule
 from .models.spec import DILATION_RULES, HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
@@ -53,8 +56,7 @@ class TrainConfig(ThreadsFlag):
         "number of classes; 0 takes the dataset's own", group=DATA, recipe=True))
     ignore_label: int = field(default=255, metadata=flag(
         "label value that marks pixels to ignore", group=DATA, recipe=True))
-    crop_size: int = field(default=513, metadata=flag(
-        "training crop side in pixels", group=DATA, recipe=True))
+    crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA, recipe=True))
     scale_range: Tuple[float, ...] = field(default=(0.5, 2.0), metadata=flag(
         "random rescaling of training images before the crop: min,max", group=DATA, recipe=True))
     num_workers: int = field(default=2, metadata=flag("data loading processes", group=DATA))
@@ -77,8 +79,7 @@ class TrainConfig(ThreadsFlag):
         group=MODEL, recipe=True))
     multi_grid: Tuple[int, ...] = field(default=(), metadata=flag(
         "unit rates of the last stage's blocks, e.g. 1,2,4", group=MODEL, recipe=True))
-    aux: bool = field(default=False, metadata=flag(
-        "add the auxiliary FCN head on stage 3", group=MODEL, recipe=True))
+    aux: bool = field(default=False, metadata=flag("add the auxiliary FCN head on stage 3", group=MODEL, recipe=True))
     decoder: bool = field(default=False, metadata=flag(
         "1: DeepLabV3+ decoder, refining the head's output with the backbone's stride-4 features",
         group=MODEL, recipe=True))
@@ -88,8 +89,7 @@ class TrainConfig(ThreadsFlag):
     dilation_rule: str = field(default="uniform", metadata=flag(
         "uniform: every 3x3 conv of a dilated stage at its rate; gluoncv: the first block at half the rate, "
         "as gluoncv's dilated ResNet-v1b/v1s", choices=DILATION_RULES, group=MODEL, recipe=True))
-    aux_weight: float = field(default=0.4, metadata=flag(
-        "weight of the auxiliary loss", group=MODEL, recipe=True))
+    aux_weight: float = field(default=0.4, metadata=flag("weight of the auxiliary loss", group=MODEL, recipe=True))
     freeze_bn: bool = field(default=False, metadata=flag(
         "1: BatchNorm uses stored statistics and gamma/beta do not learn", name="freeze_batch_norm",
         group=MODEL, recipe=True))
@@ -109,8 +109,7 @@ class TrainConfig(ThreadsFlag):
     lr_policy: str = field(default="poly", metadata=flag(
         "poly: lr*(1-it/max_iter)^power; step: lr/10 at --lr_steps fractions of max_iter", choices=LR_POLICIES,
         group=OPTIMISATION, recipe=True))
-    lr_power: float = field(default=0.9, metadata=flag(
-        "power of the poly policy", group=OPTIMISATION, recipe=True))
+    lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION, recipe=True))
     lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
         "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION, recipe=True))
     class_weights: str = field(default="", metadata=flag(
@@ -189,9 +188,6 @@ class TrainConfig(ThreadsFlag):
 
     def problems(self) -> List[str]:
         """Every problem that can be seen before any work starts, as one-line messages."""
-        from .devices import parse_devices
-        from .models.backbones import canonical_backbone, check_dilation_rule
-
         problems = []
 
         def check(condition, message):
@@ -218,10 +214,9 @@ class TrainConfig(ThreadsFlag):
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
-        if self.dataset == "folder" and not self.num_classes:
-            check((Path(self.data_dir) / "classes.txt").is_file(),
-                  f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
-                  f"(one class name a line, optionally with its r g b colour)")
+        check(self.dataset != "folder" or self.num_classes or (Path(self.data_dir) / "classes.txt").is_file(),
+              f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
+              f"(one class name a line, optionally with its r g b colour)")
         known = dataset_classes(self.dataset)
         if known and 0 < self.num_classes < len(known):
             problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "
@@ -258,22 +253,16 @@ class TrainConfig(ThreadsFlag):
             problems.append("--output_dir cannot be empty")
         else:
             problems.append(output_problem(Path(self.output_dir), "--output_dir", folder=True))
-        if self.dataset != "toy":
-            check(Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
-        if self.class_weights not in ("", "auto"):
-            check(Path(self.class_weights).is_file(),
-                  f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
-        if self.pretrained_backbone:
-            check(Path(self.pretrained_backbone).is_file(),
-                  f"--pre_trained_model {self.pretrained_backbone} does not exist")
-        if self.init_from:
-            check(Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
+        check(self.dataset == "toy" or Path(self.data_dir).is_dir(), f"--data_dir {self.data_dir} does not exist")
+        check(self.class_weights in ("", "auto") or Path(self.class_weights).is_file(),
+              f"--class_weights {self.class_weights}: neither 'auto' nor an existing file")
+        check(not self.pretrained_backbone or Path(self.pretrained_backbone).is_file(),
+              f"--pre_trained_model {self.pretrained_backbone} does not exist")
+        check(not self.init_from or Path(self.init_from).exists(), f"--init_from {self.init_from} does not exist")
         problems.extend(self._resume_problems())
         return [problem for problem in problems if problem]
 
     def _resume_problems(self) -> List[str]:
-        from .checkpoint import Checkpoint, CheckpointError
-
         resume = str(self.resume).strip()
         if resume in ("-1", "last") or resume.isdigit():
             return []
@@ -289,8 +278,6 @@ class TrainConfig(ThreadsFlag):
 def _comparable(name: str, value, config: dict):
     """A recorded or given flag value in the form that compares: ``resnet_v2_50`` is ``resnet50_v2``,
     ``--aspp_or_vortex 1`` is ``aspp``, lists are tuples, an empty ``--train_split`` the dataset's own."""
-    from .models.backbones import canonical_backbone
-
     if isinstance(value, list):
         value = tuple(value)
     try:
@@ -300,9 +287,7 @@ def _comparable(name: str, value, config: dict):
             return parse_head(str(value))
     except (ValueError, argparse.ArgumentTypeError):
         return value
-    if name == "train_split":
-        if value or config.get("dataset") not in TRAIN_SPLITS:
-            return value
+    if name == "train_split" and not value and config.get("dataset") in TRAIN_SPLITS:
         return default_train_split(config["dataset"], config.get("data_dir") or ".")
     return value
 
@@ -317,9 +302,7 @@ def _shown(value) -> str:
 
 def parse_config(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """The :class:`TrainConfig` of a ``train.py`` command line; ``UsageError`` for a bad flag."""
-    from .cli import parse_config as parse
-
-    return parse(TrainConfig, PROG, argv, "Train DeepLabV3 (ASPP or Vortex Pooling).")
+    return parse_job_config(TrainConfig, PROG, argv, "Train DeepLabV3 (ASPP or Vortex Pooling).")
 
 
 def train(config: TrainConfig) -> int:
@@ -328,8 +311,7 @@ def train(config: TrainConfig) -> int:
         # cuDNN reads these when each convolution first runs, which is after this point
         os.environ["MXNET_ENFORCE_DETERMINISM"] = "1"
         os.environ["MXNET_CUDNN_AUTOTUNE_DEFAULT"] = "0"
-    from .models.backbones import canonical_backbone
-    from .trainer import run_training
+    from .trainer import run_training  # imported here so that tests can replace it
 
     backbone = canonical_backbone(config.backbone)
     if backbone.endswith("_v2") and "v2" not in config.backbone.lower():  # "resnet101": v1 or v2?

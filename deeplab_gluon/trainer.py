@@ -22,10 +22,14 @@ from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
-from .cli import JobError, UsageError
+from .cli import JobError, UsageError, checkpoint_flag
 from .cpu_threads import current_choice
-from .data import palette_colours
+from .data import (DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, palette_colours,
+                   wants_split)
+from .data.class_weights import resolve_class_weights
+from .data.loader import SeededTransformDataset, TrainBatchSampler, iterations_per_epoch, log_bad_sample
 from .devices import parse_devices
+from .inference import evaluate_dataset
 from .loss import SegmentationLoss, valid_weight
 from .models import ModelSpec, build_model
 from .models.backbones.base import PretrainedFileError
@@ -95,8 +99,7 @@ class SegmentationTrainer:
         self.loss_fn = SegmentationLoss(ignore_label=ignore_label, aux_weight=aux_weight, class_weights=class_weights)
         self.running_stats = [p for layer in batchnorm_layers(net) if not layer._kwargs.get("use_global_stats")
                               for p in (layer.running_mean, layer.running_var)]
-        self.iteration = 0
-        self.bad_steps = 0
+        self.iteration = self.bad_steps = 0
         self._device_threads = ThreadPoolExecutor(len(self.ctxs)) if len(self.ctxs) > 1 else None
 
     def train_step(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, learning_rate: float) -> float:
@@ -267,10 +270,7 @@ def starting_point(resume: str, init_from: str, checkpoint_dir: Path) -> Startin
     if found is not None:
         return StartingPoint(resume=found, note=f"resumed from {found.path} at iteration {found.iteration}")
     if init_from:
-        try:
-            init = Checkpoint.open(init_from)
-        except CheckpointError as err:
-            raise UsageError(f"--init_from: {err}") from None
+        init = checkpoint_flag(init_from, "--init_from")
         return StartingPoint(init=init, note=f"weights from {init.path}")
     return StartingPoint(note=note)
 
@@ -316,9 +316,6 @@ class TrainingData:
 
 def load_data(config, num_workers: int = 1) -> TrainingData:
     """The training and validation sets ``config`` names (the toy set is written when absent)."""
-    from .data import DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, wants_split
-    from .data.loader import iterations_per_epoch
-
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
         print(f"generating the toy dataset in {config.data_dir}")
         make_toy_dataset(config.data_dir, seed=0)
@@ -348,8 +345,6 @@ def checked_validation_set(val_set, config):
     """``val_set`` once its files are checked, before any training: a bad one would otherwise stop the run
     at its first validation. With ``--skip_bad_samples`` the bad ones are left out (and logged), else the
     run does not start."""
-    from .data.loader import log_bad_sample
-
     bad = val_set.bad_samples(progress=config.progress)
     if not bad:
         return val_set
@@ -375,9 +370,7 @@ def should_validate(iteration: int, max_iter: int, iterations_per_epoch: int, va
 
 def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, checkpoint_every: int) -> bool:
     """At the last iteration, and every ``checkpoint_every`` iterations (0: at the end of each epoch)."""
-    if iteration == max_iter:
-        return True
-    return iteration % (checkpoint_every or iterations_per_epoch) == 0
+    return iteration == max_iter or iteration % (checkpoint_every or iterations_per_epoch) == 0
 
 
 @dataclass
@@ -484,9 +477,6 @@ class TrainingRun:
     def validate(self) -> None:
         """Score the validation split and keep ``best.ckpt`` (weights only) when mIoU improves; if the
         validation data fails, save the training done before saying so."""
-        from .data import DataError
-        from .inference import evaluate_dataset
-
         it = self.trainer.iteration
         try:
             confusion = evaluate_dataset(self.net, self.data.val_set, self.ctxs, self.spec.num_classes,
@@ -505,8 +495,6 @@ class TrainingRun:
         self.bar.write(f"iteration {it}: pixAcc {text['pixAcc']} mIoU {text['mIoU']}")
 
     def loader(self):
-        from .data.loader import SeededTransformDataset, TrainBatchSampler
-
         config = self.config
         bad_sample_log = str(self.output_dir / "bad_samples.txt") if config.skip_bad_samples else None
         seeded = SeededTransformDataset(self.data.train_set, self.data.transform, config.seed, bad_sample_log)
@@ -549,9 +537,6 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
     spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(data.classes))
     class_weights = None
     if config.class_weights:
-        from .data import DataError
-        from .data.class_weights import resolve_class_weights
-
         try:
             class_weights = resolve_class_weights(config.class_weights, data.train_set, progress=config.progress)
         except DataError as err:
@@ -591,8 +576,6 @@ def prepare_run(config, workers: Workers) -> Optional[tuple]:
 @contextlib.contextmanager
 def failures_explained(run: TrainingRun):
     """Turn what can stop a run into one-line :class:`TrainingError` s, and always end the step cleanly."""
-    from .data import DataError
-
     try:
         yield
     except DivergedError:

@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 from mxnet import gluon
+from tqdm import tqdm
 
 from .errors import DataError
 from .image_io import read_image
@@ -86,13 +88,9 @@ class SegmentationDataset(gluon.data.Dataset):
     def bad_samples(self, progress: bool = False) -> List[Tuple[int, str]]:
         """``(index, why)`` of every sample whose label does not read or fit, or whose image is no image
         file OpenCV reads (its header only: decoding every image would cost minutes on a large split)."""
-        import cv2
-        from tqdm import tqdm
-
         bad = []
-        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file",
-                          disable=None if progress else True,  # None: shown on a terminal only
-                          leave=False):
+        for index in tqdm(range(len(self)), desc=f"checking {self.split}", unit="file", leave=False,
+                          disable=None if progress else True):  # None: shown on a terminal only
             try:
                 self.read_label_at(index)
                 if not cv2.haveImageReader(str(self.image_path(index))):
@@ -121,9 +119,7 @@ class SegmentationDataset(gluon.data.Dataset):
 
     def __getitem__(self, index: int):
         image, label = self.read_sample(index)
-        if self.sample_transform is not None:
-            return self.sample_transform(image, label)
-        return image, label
+        return self.sample_transform(image, label) if self.sample_transform is not None else (image, label)
 
     def describe(self) -> str:
         """One line: ``voc 'train_aug': 10582 images, 21 classes, in VOCdevkit_aug (<source>)``."""

@@ -8,6 +8,7 @@ reused while the split's label file list (its fingerprint) is unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+from tqdm import tqdm
 
 from .base import SegmentationDataset
 from .errors import DataError
@@ -31,8 +33,6 @@ def count_class_pixels(dataset: SegmentationDataset, progress: bool = False) -> 
     Labels are read through ``dataset.read_label_at`` (images are not decoded), so a label value that is
     neither a class nor ``ignore_label`` raises ``DataError`` naming its file.
     """
-    from tqdm import tqdm
-
     counts = np.zeros(256, dtype=np.int64)
     for index in tqdm(range(len(dataset)), desc="counting class pixels", unit="label", disable=not progress):
         counts += np.bincount(dataset.read_label_at(index).ravel(), minlength=256)
@@ -47,16 +47,10 @@ def label_list_fingerprint(dataset: SegmentationDataset) -> str:
     for index in range(len(dataset)):
         path = dataset.label_path(index)
         if root is not None:
-            try:
+            with contextlib.suppress(ValueError):  # a list file pointing outside the root
                 path = path.relative_to(root)
-            except ValueError:  # a list file pointing outside the root
-                pass
         digest.update(f"{path.as_posix()}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def _split_key(dataset: SegmentationDataset) -> str:
-    return str(dataset.split) if dataset.split else "all"
 
 
 def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional[Union[str, Path]] = None,
@@ -74,13 +68,11 @@ def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional
             return count_class_pixels(dataset, progress)
         cache_path = Path(dataset.root) / CACHE_NAME
     cache_path = Path(cache_path)
-    key, fingerprint = _split_key(dataset), label_list_fingerprint(dataset)
-    try:
+    key, fingerprint = str(dataset.split) if dataset.split else "all", label_list_fingerprint(dataset)
+    cache = {}
+    with contextlib.suppress(OSError, ValueError):
         cache = json.loads(cache_path.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
-    except (OSError, ValueError):
-        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
     entry = cache.get(key)
     if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint:
         counts = np.asarray(entry.get("counts", []), dtype=np.int64)
@@ -93,17 +85,14 @@ def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional
     return counts
 
 
-def _write_atomically(path: Path, text: str) -> bool:
-    """Write through a temporary file and a rename, so a reader never sees half a file; False if the
-    folder is not writable."""
-    try:
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file; nothing is
+    written if the folder is not writable."""
+    with contextlib.suppress(OSError):
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
         with os.fdopen(handle, "w") as out:
             out.write(text)
         os.replace(temporary, path)
-        return True
-    except OSError:
-        return False
 
 
 def enet_weights(counts, offset: float = ENET_OFFSET) -> np.ndarray:

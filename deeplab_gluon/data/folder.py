@@ -15,17 +15,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")  # lossless only: JPEG would corrupt class indices
 
 
-def _files_by_stem(folder: Path, suffixes: Sequence[str]) -> Dict[str, Path]:
+def files_by_stem(folder: Path, suffixes: Sequence[str], role: str = "") -> Dict[str, Path]:
     """``{stem: path}`` of the files in ``folder`` with one of ``suffixes``; two files sharing a stem
-    would make the pairing ambiguous, so that is an error."""
+    would make the pairing ambiguous, so that is an error. ``role`` (``ground-truth``) names the folder."""
+    role = f"{role} " if role else ""
     if not folder.is_dir():
-        raise DataError(f"folder not found: {folder}")
+        raise DataError(f"{role}folder not found: {folder}")
     files: Dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in suffixes or not path.is_file():
             continue
         if path.stem in files:
-            raise DataError(f"two files with the stem {path.stem!r}: {files[path.stem]} and {path}")
+            raise DataError(f"two {role}files with the stem {path.stem!r}: {files[path.stem]} and {path}")
         files[path.stem] = path
     return files
 
@@ -69,10 +70,8 @@ class SegFolderDataset(SegmentationDataset):
         self.root, self.split = root, split
 
         list_file = self._list_file(root, split, list_file)
-        if list_file is not None:
-            ids, image_paths, label_paths = self._read_list(root, list_file)
-        else:
-            ids, image_paths, label_paths = self._pair_folders(root)
+        ids, image_paths, label_paths = (self._read_list(root, list_file) if list_file is not None
+                                         else self._pair_folders(root))
         self.source = f"list {list_file}" if list_file is not None else f"every image in {root / 'images'}"
         if (root / CLASS_LIST_NAME).is_file() and colours is not None:
             self.source += f"; classes from {root / CLASS_LIST_NAME}"
@@ -87,8 +86,7 @@ class SegFolderDataset(SegmentationDataset):
         colours (C, 3) from ``classes.txt`` when it lists as many classes, else None (VOC colours)."""
         class_file = root / CLASS_LIST_NAME
         listed = read_class_list(class_file) if class_file.is_file() else None
-        if num_classes == 0:
-            num_classes = None  # train.py's "--num_classes 0": the dataset's own count
+        num_classes = num_classes or None  # train.py's "--num_classes 0": the dataset's own count
         if classes is None and listed is not None:
             classes = listed[0]
             if num_classes is not None and num_classes != len(classes):
@@ -121,8 +119,8 @@ class SegFolderDataset(SegmentationDataset):
 
     @staticmethod
     def _pair_folders(root: Path, wanted: Optional[List[str]] = None):
-        images = _files_by_stem(root / "images", IMAGE_SUFFIXES)
-        labels = _files_by_stem(root / "labels", LABEL_SUFFIXES)
+        images = files_by_stem(root / "images", IMAGE_SUFFIXES)
+        labels = files_by_stem(root / "labels", LABEL_SUFFIXES)
         ids = list(images) if wanted is None else wanted
         for sample_id in ids:
             if sample_id not in images:
@@ -133,6 +131,4 @@ class SegFolderDataset(SegmentationDataset):
 
     def _read_list(self, root: Path, list_file: Path):
         lines = read_id_list(list_file)
-        if has_pairs(lines):
-            return read_listed_pairs(lines, list_file, [root])
-        return self._pair_folders(root, lines)
+        return read_listed_pairs(lines, list_file, [root]) if has_pairs(lines) else self._pair_folders(root, lines)

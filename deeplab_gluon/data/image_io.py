@@ -44,8 +44,7 @@ def write_image(path: Union[str, Path], image: np.ndarray, jpeg_quality: int = 9
     """Encode a (H, W, 3) uint8 RGB array to the format named by the file suffix (.jpg, .png, ...)."""
     path = Path(path)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR),
-                            params)
+    ok, data = cv2.imencode(path.suffix, cv2.cvtColor(np.asarray(image, dtype=np.uint8), cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise DataError(f"cannot encode image as {path.suffix!r}: {path}")
     data.tofile(str(path))

@@ -54,9 +54,7 @@ def resolve_listed_path(roots: Sequence[Path], text: str) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    if text.startswith("/") and Path(text).is_file():
-        return Path(text)
-    return candidates[0]
+    return Path(text) if text.startswith("/") and Path(text).is_file() else candidates[0]
 
 
 def read_listed_pairs(lines: Sequence[str], list_file: Path,

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .list_files import read_id_list
 from .errors import DataError
-from .voc import VOCSegDataset, compute_train_aug_ids, read_split_ids, sbd_dataset_dir
+from .voc import VOCSegDataset, compute_train_aug_ids, read_split, sbd_dataset_dir
 
 PathLike = Union[str, Path]
 
@@ -140,7 +140,7 @@ def prepare_voc(out_dir: PathLike, voc: Optional[PathLike] = None, sbd: Optional
         raise DataError(f"no VOC 2012 at {voc2012}: give the {VOC_ARCHIVE} archive or its extracted folder")
     has_sbd = _install(sbd, "benchmark_RELEASE", "dataset/train.txt", out_dir / "benchmark_RELEASE", progress)
 
-    counts = {f"voc_{split}": len(read_split_ids(out_dir, voc2012, split)) for split in ("train", "val")}
+    counts = {f"voc_{split}": len(read_split(out_dir, voc2012, split)[0]) for split in ("train", "val")}
     splits = ["train", "val"]
     if has_sbd:
         lists = voc2012 / "ImageSets" / "Segmentation"

@@ -23,6 +23,9 @@ from .voc import VOCSegDataset
 
 DATASETS = ("voc", "folder", "toy", "cityscapes", "ade20k")
 # each dataset's own training split (a folder dataset without train.txt trains on "all" its images)
+# the datasets built as Class(root, split, transform, **kwargs); toy is VOC with its own classes
+DATASET_CLASSES = {"voc": VOCSegDataset, "folder": SegFolderDataset, "cityscapes": CityscapesDataset,
+                   "ade20k": ADE20KDataset}
 TRAIN_SPLITS = {"voc": "train_aug", "folder": "train", "toy": "train", "cityscapes": "train", "ade20k": "train"}
 
 # The fixed class lists (a folder dataset's come from its classes.txt); colours None: the VOC palette.
@@ -35,9 +38,7 @@ NAMED_COLOURS: Dict[str, Optional[Tuple[Tuple[int, int, int], ...]]] = {
 def default_train_split(name: str, root: Union[str, Path]) -> str:
     """The split a dataset trains on when ``--train_split`` is not given (a folder dataset without
     ``train.txt``: ``all`` its images)."""
-    if name == "folder" and not (Path(root) / "train.txt").is_file():
-        return ALL_IMAGES
-    return TRAIN_SPLITS[name]
+    return ALL_IMAGES if name == "folder" and not (Path(root) / "train.txt").is_file() else TRAIN_SPLITS[name]
 
 
 def dataset_classes(name: str) -> Optional[Sequence[str]]:
@@ -57,10 +58,8 @@ def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transfo
     - ``cityscapes``: ``CityscapesDataset(root, split, transform)``; root holds ``leftImg8bit/``, ``gtFine/``.
     - ``ade20k``: ``ADE20KDataset(root, split, transform)``; root is ``ADEChallengeData2016/`` or its parent.
     """
-    if name == "voc":
-        return VOCSegDataset(root, split, transform, **kwargs)
-    if name == "folder":
-        return SegFolderDataset(root, split, transform, **kwargs)
+    if name in DATASET_CLASSES:
+        return DATASET_CLASSES[name](root, split, transform, **kwargs)
     if name == "toy":
         if not (Path(root) / "VOC2012").is_dir():
             raise DataError(f"no toy dataset at {root}: create it with "
@@ -68,10 +67,6 @@ def get_dataset(name: str, root: Union[str, Path], split: Optional[str], transfo
         dataset = VOCSegDataset(root, split, transform, classes=kwargs.pop("classes", TOY_CLASSES), **kwargs)
         dataset.name = "toy"
         return dataset
-    if name == "cityscapes":
-        return CityscapesDataset(root, split, transform, **kwargs)
-    if name == "ade20k":
-        return ADE20KDataset(root, split, transform, **kwargs)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
@@ -86,8 +81,4 @@ def checkpoint_palette(meta: dict) -> np.ndarray:
     ``meta["palette"]`` (per-class colours, as :func:`palette_colours` writes them) when present; for
     older checkpoints, the colours of the dataset named in ``meta["config"]["dataset"]``; else VOC's.
     """
-    colours: Optional[Sequence] = meta.get("palette")
-    if not colours:
-        name = (meta.get("config") or {}).get("dataset")
-        colours = NAMED_COLOURS.get(name)
-    return full_palette(colours)
+    return full_palette(meta.get("palette") or NAMED_COLOURS.get((meta.get("config") or {}).get("dataset")))

@@ -156,7 +156,7 @@ def make_toy_dataset(root: Union[str, Path], num_train: int = DEFAULT_NUM_TRAIN,
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
 
-    split_ids = {}
+    lists = {"train": [], "val": []}
     jobs = [(split, i) for split, count in (("train", num_train), ("val", num_val)) for i in range(count)]
     for split, i in tqdm(jobs, desc="toy scenes", unit="img", disable=not progress):
         sample_id = f"{split}_{i:05d}"
@@ -164,9 +164,8 @@ def make_toy_dataset(root: Union[str, Path], num_train: int = DEFAULT_NUM_TRAIN,
         image, label = render_toy_scene(rng, (height, width), colour_cue)
         write_image(folders["JPEGImages"] / f"{sample_id}.jpg", image)
         save_index_png(folders["SegmentationClass"] / f"{sample_id}.png", label)
-        split_ids.setdefault(split, []).append(sample_id)
+        lists[split].append(sample_id)
 
-    lists = {"train": split_ids.get("train", []), "val": split_ids.get("val", [])}
     lists["trainval"] = lists["train"] + lists["val"]
     for split, ids in lists.items():
         (folders["ImageSets/Segmentation"] / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))

@@ -1,8 +1,9 @@
 """PASCAL VOC 2012 segmentation, with the SBD augmentation (``train_aug``, 10,582 images)."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.io
@@ -43,11 +44,8 @@ SBD_LAYOUTS = (("benchmark_RELEASE/dataset", "SBD"), ("VOCaug/dataset", "SBD in 
 
 def find_sbd(devkit: Path) -> Optional[Tuple[Path, str]]:
     """``(folder, description)`` of the first SBD layout present in ``devkit``, or None."""
-    for relative, description in SBD_LAYOUTS:
-        folder = devkit / relative
-        if folder.is_dir():
-            return folder, description
-    return None
+    return next(((devkit / relative, description) for relative, description in SBD_LAYOUTS
+                 if (devkit / relative).is_dir()), None)
 
 
 def compute_train_aug_ids(voc_train: Iterable[str], voc_val: Iterable[str], sbd_train: Iterable[str],
@@ -68,14 +66,6 @@ def _shown_path(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _count_by_folder(paths: Sequence[Path], base: Path) -> str:
-    """``1464 VOC2012/SegmentationClass, 9118 VOCaug/dataset/cls``: how many files come from each folder."""
-    counts: Dict[Path, int] = {}
-    for path in paths:
-        counts[path.parent] = counts.get(path.parent, 0) + 1
-    return ", ".join(f"{count} {_shown_path(folder, base)}" for folder, count in counts.items())
-
-
 def read_sbd_label(path: Path) -> np.ndarray:
     """SBD ``cls/<id>.mat`` -> (H, W) uint8 class indices (``GTcls.Segmentation``; SBD has no void)."""
     try:
@@ -84,11 +74,6 @@ def read_sbd_label(path: Path) -> np.ndarray:
     except (OSError, KeyError, IndexError, ValueError, TypeError) as error:
         raise DataError(f"cannot read SBD label {path}: {error}") from None
     return np.asarray(segmentation, dtype=np.uint8)
-
-
-def read_split_ids(devkit: Path, voc2012: Path, split: str) -> List[str]:
-    """The lines of a split (ids, or ``image label`` pairs); see :func:`read_split`."""
-    return read_split(devkit, voc2012, split)[0]
 
 
 def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = None) -> Tuple[List[str], Path, str]:
@@ -122,8 +107,7 @@ def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = N
         raise DataError(f"split list not found: {list_file}, and it cannot be computed: {devkit} has no SBD "
                         f"({' or '.join(folder for folder, _ in SBD_LAYOUTS)}) and no "
                         f"VOC2012/SegmentationClassAug; {PREPARE_HINT}")
-    missing = [p for p in needed if not p.is_file()]
-    if missing:
+    if missing := [p for p in needed if not p.is_file()]:
         raise DataError(f"split list not found: {list_file}, and it cannot be computed without "
                         f"{missing[0]}; {PREPARE_HINT}")
     if sbd is not None:
@@ -173,7 +157,10 @@ class VOCSegDataset(SegmentationDataset):
                           (sbd_dir / "cls", ".mat")]
             image_paths = self._locate(ids, image_dirs, "image", split)
             label_paths = self._locate(ids, label_dirs, "label", split)
-        self.source = f"{list_source}; labels: {_count_by_folder(label_paths, devkit)}"
+        # "1464 VOC2012/SegmentationClass, 9118 VOCaug/dataset/cls": how many labels come from each folder
+        counts = Counter(path.parent for path in label_paths)
+        self.source = f"{list_source}; labels: " + ", ".join(f"{count} {_shown_path(folder, devkit)}"
+                                                             for folder, count in counts.items())
         super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=255, transform=transform)
 
     @staticmethod
@@ -196,6 +183,4 @@ class VOCSegDataset(SegmentationDataset):
         return paths
 
     def load_label(self, path: Path) -> np.ndarray:
-        if path.suffix == ".mat":
-            return read_sbd_label(path)
-        return super().load_label(path)
+        return read_sbd_label(path) if path.suffix == ".mat" else super().load_label(path)

@@ -78,12 +78,11 @@ def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: b
                         dilation_rule=spec.dilation_rule, **norm)
     rates = head_rates(spec.head, spec.output_stride)
     head_classes = None if spec.decoder else spec.num_classes  # with a decoder, the head gives features
+    head_options = dict(dropout=dropout, variant=spec.head_variant, **norm)
     if spec.head == "aspp":
-        context_head = ASPPHead(body.out_channels, head_classes, rates, dropout=dropout,
-                                variant=spec.head_variant, **norm)
+        context_head = ASPPHead(body.out_channels, head_classes, rates, **head_options)
     else:
-        context_head = VortexHead(body.out_channels, head_classes, rates, module=spec.vortex_module,
-                                  dropout=dropout, variant=spec.head_variant, **norm)
+        context_head = VortexHead(body.out_channels, head_classes, rates, module=spec.vortex_module, **head_options)
     aux_head = FCNHead(body.stage3_channels, spec.num_classes, dropout=dropout, **norm) if spec.aux else None
     decoder = Decoder(body.low_level_channels, spec.num_classes, dropout=dropout, **norm) if spec.decoder else None
     net = DeepLabV3(body, context_head, aux_head, decoder)

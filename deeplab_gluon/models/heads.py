@@ -238,14 +238,11 @@ class VortexHead(HybridBlock):
             self.image_pooling = ImagePooling(in_channels, HEAD_CHANNELS, **norm)
             self.conv1x1 = ConvBNReLU(in_channels, HEAD_CHANNELS, 1, **norm)
             self.pools = nn.HybridSequential(prefix="")
-            if self.module == "A":
-                for rate in self.rates:
-                    self.pools.add(BoxAverage(rate if rate % 2 else rate + 1))
-            else:
-                first = self.rates[0]
-                self.pools.add(BoxAverage(first if first % 2 else first + 1))
-                for previous in self.rates[:-1]:
-                    self.pools.add(DilatedBoxAverage(previous))
+            # A: one box per rate; B: the first box, then each larger one from the previous
+            for rate in self.rates if self.module == "A" else self.rates[:1]:
+                self.pools.add(BoxAverage(rate if rate % 2 else rate + 1))
+            for previous in self.rates[:-1] if self.module == "B" else ():
+                self.pools.add(DilatedBoxAverage(previous))
             self.atrous = nn.HybridSequential(prefix="")
             for rate in self.rates:
                 self.atrous.add(ConvBNReLU(in_channels, HEAD_CHANNELS, 3, dilation=rate, **norm))

@@ -42,19 +42,14 @@ class ModelSpec:
     WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux", "decoder", "head_variant")
 
     def __post_init__(self):
-        def set_field(name, value):  # frozen: normalise in place once, here
+        normalised = dict(backbone=canonical_backbone(self.backbone), head=str(self.head).lower(),
+                          vortex_module=str(self.vortex_module).upper(),
+                          multi_grid=tuple(int(rate) for rate in (self.multi_grid or ())),
+                          num_classes=int(self.num_classes), output_stride=int(self.output_stride),
+                          aux=bool(self.aux), decoder=bool(self.decoder), head_variant=str(self.head_variant).lower(),
+                          dilation_rule=str(self.dilation_rule).lower())
+        for name, value in normalised.items():  # frozen: normalise in place once, here
             object.__setattr__(self, name, value)
-
-        set_field("backbone", canonical_backbone(self.backbone))
-        set_field("head", str(self.head).lower())
-        set_field("vortex_module", str(self.vortex_module).upper())
-        set_field("multi_grid", tuple(int(rate) for rate in (self.multi_grid or ())))
-        set_field("num_classes", int(self.num_classes))
-        set_field("output_stride", int(self.output_stride))
-        set_field("aux", bool(self.aux))
-        set_field("decoder", bool(self.decoder))
-        set_field("head_variant", str(self.head_variant).lower())
-        set_field("dilation_rule", str(self.dilation_rule).lower())
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.num_classes < 1:
@@ -88,8 +83,7 @@ class ModelSpec:
     def from_dict(cls, description: dict) -> "ModelSpec":
         """The spec a checkpoint's ``meta["model"]`` describes; ``ValueError`` for fields this version lacks."""
         known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(description) - known)
-        if unknown:
+        if unknown := sorted(set(description) - known):
             raise ValueError(f"the model description has fields this version of deeplab_gluon does not know "
                              f"({', '.join(unknown)}); it was written by a newer version")
         return cls(**description)

@@ -10,13 +10,21 @@ import re
 from typing import Callable, Dict, Optional, Tuple
 
 import mxnet as mx
-from mxnet.gluon import HybridBlock
+from mxnet.gluon import HybridBlock, nn
+
+from ...cli import mxnet_reason
 
 
 def check_output_stride(output_stride: int, supported: Tuple[int, ...]) -> None:
     """Refuse an output stride the backbone cannot produce (the message resnet_v2 uses)."""
     if output_stride not in supported:
         raise ValueError(f"output_stride must be one of {supported}, got {output_stride}")
+
+
+def conv3x3(channels: int, stride: int, dilation: int, in_channels: int) -> nn.Conv2D:
+    """The ResNets' 3x3 conv (no bias), padded by its dilation so that only ``stride`` changes the size."""
+    return nn.Conv2D(channels, 3, strides=stride, padding=dilation, dilation=dilation,
+                     use_bias=False, in_channels=in_channels)
 
 
 class PretrainedFileError(ValueError):
@@ -30,8 +38,6 @@ def read_zoo_params(path: str, zoo_network: Callable[[], mx.gluon.Block], zoo_na
     (prefixed names such as ``resnetv1b_conv0_weight``) are read through ``zoo_network()``,
     the zoo's own network built without weights, which knows its prefixes.
     """
-    from ...cli import mxnet_reason
-
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:

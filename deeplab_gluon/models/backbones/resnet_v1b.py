@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from mxnet.gluon import HybridBlock, nn
 
 from .resnet_v2 import stage_strides_and_dilations
-from .base import Backbone, check_output_stride
+from .base import Backbone, check_output_stride, conv3x3
 
 # depth -> (block type, blocks per stage); stage widths are 64, 128, 256, 512 times the expansion
 RESNET_V1B_SPECS: Dict[int, Tuple[str, Tuple[int, ...]]] = {
@@ -36,11 +36,6 @@ RESNET_V1B_SPECS: Dict[int, Tuple[str, Tuple[int, ...]]] = {
 VARIANTS = {"v1b": (18, 34, 50, 101, 152), "v1s": (50, 101, 152)}
 DILATION_RULES = ("uniform", "gluoncv")
 STAGE_WIDTHS = (64, 128, 256, 512)
-
-
-def _conv3x3(channels: int, stride: int, dilation: int, in_channels: int) -> nn.Conv2D:
-    return nn.Conv2D(channels, 3, strides=stride, padding=dilation, dilation=dilation,
-                     use_bias=False, in_channels=in_channels)
 
 
 def _downsample(channels: int, stride: int, in_channels: int, norm_layer, norm_kwargs) -> nn.HybridSequential:
@@ -62,9 +57,9 @@ class BasicBlockV1b(HybridBlock):
         super().__init__(**kwargs)
         norm_kwargs = norm_kwargs or {}
         with self.name_scope():
-            self.conv1 = _conv3x3(planes, stride, dilations[0], in_channels)
+            self.conv1 = conv3x3(planes, stride, dilations[0], in_channels)
             self.bn1 = norm_layer(in_channels=planes, **norm_kwargs)
-            self.conv2 = _conv3x3(planes, 1, dilations[1], planes)
+            self.conv2 = conv3x3(planes, 1, dilations[1], planes)
             self.bn2 = norm_layer(in_channels=planes, **norm_kwargs)
             self.downsample = (_downsample(planes, stride, in_channels, norm_layer, norm_kwargs)
                                if downsample else None)
@@ -88,7 +83,7 @@ class BottleneckV1b(HybridBlock):
         with self.name_scope():
             self.conv1 = nn.Conv2D(planes, 1, use_bias=False, in_channels=in_channels)
             self.bn1 = norm_layer(in_channels=planes, **norm_kwargs)
-            self.conv2 = _conv3x3(planes, stride, dilations[0], planes)
+            self.conv2 = conv3x3(planes, stride, dilations[0], planes)
             self.bn2 = norm_layer(in_channels=planes, **norm_kwargs)
             self.conv3 = nn.Conv2D(planes * 4, 1, use_bias=False, in_channels=planes)
             self.bn3 = norm_layer(in_channels=planes * 4, **norm_kwargs)
@@ -155,7 +150,6 @@ class DilatedResNetV1b(Backbone):
         self.depth, self.variant, self.output_stride = depth, variant, output_stride
         self.dilation_rule = dilation_rule
         self.multi_grid = tuple(multi_grid) if multi_grid else (1,)
-        self.dilations = dilations
         widths = [w * block.expansion for w in STAGE_WIDTHS]
         self.low_level_channels, self.stage3_channels, self.out_channels = widths[0], widths[2], widths[3]
         stem_width = 64

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from .base import Backbone
+from .base import Backbone, check_output_stride, conv3x3
 
 # depth -> (block type, blocks per stage, channels [stem, stage1..stage4])
 RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
@@ -24,9 +24,16 @@ RESNET_V2_SPECS: Dict[int, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
 }
 
 
-def _conv3x3(channels: int, stride: int, dilation: int, in_channels: int) -> nn.Conv2D:
-    return nn.Conv2D(channels, 3, strides=stride, padding=dilation, dilation=dilation,
-                     use_bias=False, in_channels=in_channels)
+def _pre_activation_unit(F, x, downsample, layers):
+    """BN -> ReLU -> conv for each ``(bn, conv)`` of ``layers``, plus the shortcut: ``x``, or ``downsample``
+    of the first BN-ReLU's output (v2 projects the normalised input)."""
+    shortcut = x
+    for index, (bn, conv) in enumerate(layers):
+        x = F.Activation(bn(x), act_type="relu")
+        if index == 0 and downsample is not None:
+            shortcut = downsample(x)
+        x = conv(x)
+    return x + shortcut
 
 
 class BasicBlockV2(HybridBlock):
@@ -38,21 +45,14 @@ class BasicBlockV2(HybridBlock):
         norm_kwargs = norm_kwargs or {}
         with self.name_scope():
             self.bn1 = norm_layer(in_channels=in_channels, **norm_kwargs)
-            self.conv1 = _conv3x3(channels, stride, dilation, in_channels)
+            self.conv1 = conv3x3(channels, stride, dilation, in_channels)
             self.bn2 = norm_layer(in_channels=channels, **norm_kwargs)
-            self.conv2 = _conv3x3(channels, 1, dilation, channels)
+            self.conv2 = conv3x3(channels, 1, dilation, channels)
             self.downsample = (nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels)
                                if downsample else None)
 
     def hybrid_forward(self, F, x):
-        residual = x
-        x = F.Activation(self.bn1(x), act_type="relu")
-        if self.downsample is not None:
-            residual = self.downsample(x)
-        x = self.conv1(x)
-        x = F.Activation(self.bn2(x), act_type="relu")
-        x = self.conv2(x)
-        return x + residual
+        return _pre_activation_unit(F, x, self.downsample, [(self.bn1, self.conv1), (self.bn2, self.conv2)])
 
 
 class BottleneckV2(HybridBlock):
@@ -67,23 +67,15 @@ class BottleneckV2(HybridBlock):
             self.bn1 = norm_layer(in_channels=in_channels, **norm_kwargs)
             self.conv1 = nn.Conv2D(mid, 1, use_bias=False, in_channels=in_channels)
             self.bn2 = norm_layer(in_channels=mid, **norm_kwargs)
-            self.conv2 = _conv3x3(mid, stride, dilation, mid)
+            self.conv2 = conv3x3(mid, stride, dilation, mid)
             self.bn3 = norm_layer(in_channels=mid, **norm_kwargs)
             self.conv3 = nn.Conv2D(channels, 1, use_bias=False, in_channels=mid)
             self.downsample = (nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels)
                                if downsample else None)
 
     def hybrid_forward(self, F, x):
-        residual = x
-        x = F.Activation(self.bn1(x), act_type="relu")
-        if self.downsample is not None:
-            residual = self.downsample(x)
-        x = self.conv1(x)
-        x = F.Activation(self.bn2(x), act_type="relu")
-        x = self.conv2(x)
-        x = F.Activation(self.bn3(x), act_type="relu")
-        x = self.conv3(x)
-        return x + residual
+        return _pre_activation_unit(F, x, self.downsample,
+                                    [(self.bn1, self.conv1), (self.bn2, self.conv2), (self.bn3, self.conv3)])
 
 
 def stage_strides_and_dilations(output_stride: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -94,8 +86,7 @@ def stage_strides_and_dilations(output_stride: int) -> Tuple[Tuple[int, ...], Tu
     >>> stage_strides_and_dilations(8)
     ((1, 2, 1, 1), (1, 1, 2, 4))
     """
-    if output_stride not in DilatedResNetV2.OUTPUT_STRIDES:
-        raise ValueError(f"output_stride must be one of {DilatedResNetV2.OUTPUT_STRIDES}, got {output_stride}")
+    check_output_stride(output_stride, DilatedResNetV2.OUTPUT_STRIDES)
     strides, dilations = [], []
     current_stride, dilation = 4, 1
     for nominal in (1, 2, 2, 2):
@@ -140,8 +131,7 @@ class DilatedResNetV2(Backbone):
         norm_kwargs = dict(norm_kwargs or {})
         self.depth, self.output_stride = depth, output_stride
         self.multi_grid = tuple(multi_grid) if multi_grid else (1,)
-        self.stage_channels = channels[1:]
-        self.dilations = dilations
+        self.low_level_channels, self.stage3_channels, self.out_channels = channels[1], channels[3], channels[4]
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="")
             # The zoo's v2 input normalisation: no scale or shift, statistics only. It always uses its
@@ -150,10 +140,9 @@ class DilatedResNetV2(Backbone):
             # never match the ones used at inference.
             self.features.add(norm_layer(in_channels=3, scale=False, center=False,
                                          **dict(norm_kwargs, use_global_stats=True)))
-            self.features.add(nn.Conv2D(channels[0], 7, 2, 3, use_bias=False, in_channels=3))
-            self.features.add(norm_layer(in_channels=channels[0], **norm_kwargs))
-            self.features.add(nn.Activation("relu"))
-            self.features.add(nn.MaxPool2D(3, 2, 1))
+            self.features.add(nn.Conv2D(channels[0], 7, 2, 3, use_bias=False, in_channels=3),
+                              norm_layer(in_channels=channels[0], **norm_kwargs), nn.Activation("relu"),
+                              nn.MaxPool2D(3, 2, 1))
             in_channels = channels[0]
             for i, num_blocks in enumerate(layers):
                 stage = nn.HybridSequential(prefix=f"stage{i + 1}_")
@@ -167,20 +156,7 @@ class DilatedResNetV2(Backbone):
                                         norm_layer=norm_layer, norm_kwargs=norm_kwargs, prefix=""))
                 self.features.add(stage)
                 in_channels = channels[i + 1]
-            self.features.add(norm_layer(in_channels=in_channels, **norm_kwargs))
-            self.features.add(nn.Activation("relu"))
-
-    @property
-    def out_channels(self) -> int:
-        return self.stage_channels[3]
-
-    @property
-    def stage3_channels(self) -> int:
-        return self.stage_channels[2]
-
-    @property
-    def low_level_channels(self) -> int:
-        return self.stage_channels[0]
+            self.features.add(norm_layer(in_channels=in_channels, **norm_kwargs), nn.Activation("relu"))
 
     def hybrid_forward(self, F, x):
         low_level = stage3 = None

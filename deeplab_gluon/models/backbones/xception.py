@@ -75,9 +75,8 @@ class XceptionBlock(HybridBlock):
         return self.rep(x) + shortcut
 
 
-def flow_strides_and_rates(output_stride: int) -> Tuple[int, int, int, Tuple[int, int]]:
-    """(entry block3 stride, middle rate, exit block20 stride, exit rates (block20, conv3-5))."""
-    return {32: (2, 1, 2, (1, 1)), 16: (2, 1, 1, (1, 2)), 8: (1, 2, 1, (2, 4))}[output_stride]
+# output stride -> (entry block3 stride, middle rate, exit block20 stride, exit rates (block20, conv3-5))
+FLOW_STRIDES_AND_RATES = {32: (2, 1, 2, (1, 1)), 16: (2, 1, 1, (1, 2)), 8: (1, 2, 1, (2, 4))}
 
 
 class Xception65(Backbone):
@@ -104,7 +103,7 @@ class Xception65(Backbone):
         check_output_stride(output_stride, self.OUTPUT_STRIDES)
         self.output_stride = output_stride
         self.multi_grid = tuple(multi_grid) if multi_grid else (1,)
-        entry_stride, middle_rate, exit_stride, (exit_rate, last_rate) = flow_strides_and_rates(output_stride)
+        entry_stride, middle_rate, exit_stride, (exit_rate, last_rate) = FLOW_STRIDES_AND_RATES[output_stride]
         norm_kwargs = dict(norm_kwargs or {})
         norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         with self.name_scope():
