@@ -381,9 +381,9 @@ def _write_cache(block: HybridBlock, prefix: Path, settings: dict) -> None:
     _cache_files(prefix)[2].write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest (SHA-256, or another ``hashlib`` algorithm) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
