@@ -8,7 +8,7 @@ A path with a leading ``/`` that is not under the root but exists on its own is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
 from .errors import DataError
 
@@ -29,11 +29,6 @@ def read_id_list(path: Path) -> List[str]:
 def is_list_file_split(split: str) -> bool:
     """A split given as a list file (``lists/train.txt``) rather than a split name (``train``)."""
     return split.endswith(LIST_SUFFIX)
-
-
-def list_file_path(root: Union[str, Path], split: str) -> Path:
-    """The list file a ``*.txt`` split names: relative to the dataset root, or absolute."""
-    return Path(root) / split
 
 
 def has_pairs(lines: Sequence[str]) -> bool:

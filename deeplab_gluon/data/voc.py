@@ -10,7 +10,7 @@ import scipy.io
 
 from .base import SegmentationDataset, list_dir_files
 from .errors import DataError
-from .list_files import has_pairs, is_list_file_split, list_file_path, read_id_list, read_listed_pairs
+from .list_files import has_pairs, is_list_file_split, read_id_list, read_listed_pairs
 from .palette import VOC_CLASSES
 
 VOC_SPLITS = ("train", "val", "trainval", "train_aug")
@@ -86,7 +86,7 @@ def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = N
     from the labels in ``SegmentationClassAug/`` minus VOC ``val``.
     """
     if is_list_file_split(split):
-        list_file = list_file_path(devkit if root is None else root, split)
+        list_file = (devkit if root is None else root) / split  # relative to the root, or absolute
         return read_id_list(list_file), list_file, f"list {list_file}"
     lists = voc2012 / "ImageSets" / "Segmentation"
     list_file = lists / f"{split}.txt"
