@@ -29,7 +29,6 @@ import numpy as np
 
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
 from .inference import main_logits
-from .models.spec import OUTPUT_STRIDES
 from .precision import INPUT_NAME, InferenceFlags, load_symbol_pair, prepare_checkpoint
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -51,12 +50,7 @@ def _formats(text: str) -> Tuple[str, ...]:
 class ExportConfig(InferenceFlags):
     """Command-line settings of ``python -m deeplab_gluon.export``."""
 
-    checkpoint: Optional[Path] = field(default=None, metadata=flag(
-        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
     output_dir: Optional[Path] = field(default=None, metadata=flag("where the files go (created)", required=True))
-    output_stride: Optional[int] = field(default=None, metadata=flag(
-        "rebuild the network at this output stride (same weights); default: the trained one",
-        choices=OUTPUT_STRIDES))
     format: Optional[Tuple[str, ...]] = field(default=None, metadata=flag(
         "symbol, onnx or symbol,onnx; default: both for fp32, symbol for bf16 and int8 (ONNX has no graph for "
         "them)", parse=_formats))

@@ -39,6 +39,7 @@ from mxnet.gluon import HybridBlock, SymbolBlock
 
 from .cli import flag
 from .cpu_threads import ThreadsFlag
+from .models.spec import OUTPUT_STRIDES
 from .static_shapes import StaticShapeExecutors
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -412,8 +413,14 @@ def int8_cache_prefix(checkpoint: Path, output_stride: int, calib_mode: str, cal
 
 @dataclass
 class InferenceFlags(ThreadsFlag):
-    """The flags evaluate, predict and export share, declared once: their configs inherit them."""
+    """The flags evaluate, predict and export share, declared once: their configs inherit them (evaluate
+    redeclares ``checkpoint`` and ``output_stride`` in its checkpoint-mode group, ``checkpoint`` optional)."""
 
+    checkpoint: Optional[Path] = field(default=None, metadata=flag(
+        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
+    output_stride: Optional[int] = field(default=None, metadata=flag(
+        "rebuild the network at this output stride (same weights); default: the trained one",
+        choices=OUTPUT_STRIDES))
     precision: str = field(default="fp32", metadata=flag(
         "fp32 (oneDNN-fused on the CPU), bf16 (CPUs with AVX512-BF16 or AMX; elsewhere fp32, with a note) or int8 "
         "(oneDNN, calibrated once on --calib_images images and cached beside the checkpoint)", choices=PRECISIONS,
