@@ -443,21 +443,6 @@ class InferenceFlags(ThreadsFlag):
         return problems
 
 
-class _ImageFiles:
-    """Image files as a dataset of ``(normalised image (3, H, W), None)``, for calibration."""
-
-    def __init__(self, files: Sequence[Path]):
-        self.files = list(files)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        from .data import normalize_image, read_image
-
-        return normalize_image(read_image(self.files[index])), None
-
-
 def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str] = None,
                        data_dir: Optional[Path] = None) -> Tuple[str, Callable[[], mx.nd.NDArray]]:
     """Where int8 calibration images come from: ``(description, loader)``. The description (part of
@@ -467,7 +452,7 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
     The loader raises :class:`~deeplab_gluon.cli.UsageError` when the images are not there.
     """
     from .cli import UsageError
-    from .data import DataError, EvalTransform, default_train_split, get_dataset
+    from .data import DataError, EvalTransform, default_train_split, get_dataset, normalize_image, read_image
     from .data.folder import IMAGE_SUFFIXES
 
     if flags.calib_dir is not None:
@@ -477,7 +462,9 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise UsageError(f"--calib_dir {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return calibration_images(_ImageFiles(files), flags.calib_images)
+            # a dataset of (normalised image (3, H, W), None): a file is read only when it is picked
+            images = mx.gluon.data.SimpleDataset(files).transform(lambda f: (normalize_image(read_image(f)), None))
+            return calibration_images(images, flags.calib_images)
 
         return f"folder {folder.resolve()}", from_folder
     trained = checkpoint.meta.get("config") or {}
