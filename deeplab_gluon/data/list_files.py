@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from .errors import DataError
+from .errors import DataError, read_text
 
 LIST_SUFFIX = ".txt"
 
@@ -19,10 +19,7 @@ def read_id_list(path: Path) -> List[str]:
     """Non-empty, non-comment lines of a split list file, stripped."""
     if not path.is_file():
         raise DataError(f"split list not found: {path}")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read split list {path}: {error}") from None
+    lines = read_text(path, "split list").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
