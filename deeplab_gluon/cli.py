@@ -177,11 +177,10 @@ def _unoptional(annotation):
 
 
 def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str]] = None,
-            description: Optional[str] = None, usage_errors: Tuple[type, ...] = ()) -> int:
+            description: Optional[str] = None) -> int:
     """Parse ``argv`` into ``config_class``, print every ``config.problems()`` (exit 2), then
-    ``work(config)``; one line and exit 2 for a :class:`UsageError` or one of ``usage_errors`` (the
-    job's own "fix this input" errors), 1 for a :class:`JobError`, a ``DataError`` met during the work
-    or an ``OSError``, 130 when interrupted."""
+    ``work(config)``; one line and exit 2 for a :class:`UsageError`, 1 for a :class:`JobError`, a
+    ``DataError`` met during the work or an ``OSError``, 130 when interrupted."""
     from .data.errors import DataError
 
     try:
@@ -194,7 +193,7 @@ def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str
         if getattr(config, "threads", None) is not None:
             _apply_threads(config.threads, restart=argv is None)
         return work(config) or 0
-    except (UsageError,) + tuple(usage_errors) as err:
+    except UsageError as err:
         return fail(prog, err, USAGE)
     except KeyboardInterrupt as stop:
         print(f"{prog}: {stop or 'interrupted'}", file=sys.stderr)

@@ -16,7 +16,6 @@ another shape, and which gluoncv network it looks like (exit 2).
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from .checkpoint import Checkpoint, CheckpointError
 from .cli import JobError, UsageError, flag, output_problem, run_job
 from .models import ModelSpec, build_model
 from .models.backbones.base import guess_zoo_model, read_zoo_params
+from .precision import file_digest
 
 PROG = "convert_gluoncv"
 
@@ -169,14 +169,6 @@ def convert(path: Path, model: GluonCVModel, ctx=None):
     return net, spec
 
 
-def file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checkpoint_meta(model: GluonCVModel, spec: ModelSpec, params: Path, sha1: str, data_dir: Optional[str]) -> dict:
     """What a converted checkpoint records: the model, classes, colours, dataset and where it came from."""
     from .data import NAMED_COLOURS, dataset_classes, full_palette
@@ -218,7 +210,7 @@ class ConvertConfig:
 
 def run_conversion(config: ConvertConfig) -> int:
     model = GLUONCV_MODELS[config.model]
-    sha1 = file_sha1(config.params)
+    sha1 = file_digest(config.params, "sha1")
     published = {entry.sha1: entry.name for entry in GLUONCV_MODELS.values()}
     if published.get(sha1, model.name) != model.name:  # same structure (voc/coco), other weights: say so
         raise UsageError(f"{config.params} is gluoncv's published {published[sha1]} file, not {model.name}; "

@@ -239,7 +239,6 @@ class EvaluationPlan:
     classes: List[str]
     ignore_label: int
     output_stride: int
-    trained_output_stride: int
     output: Path
 
 
@@ -276,15 +275,13 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     classes = checkpoint.classes if len(checkpoint.classes) == num_classes else list(dataset.classes)
     if config.limit is not None:
         dataset = dataset.take(config.limit)
-    trained_output_stride = spec.output_stride
-    output_stride = config.output_stride or trained_output_stride
+    output_stride = config.output_stride or spec.output_stride
     output = config.output or default_output_path(checkpoint.path, config.split, config.scales, config.flip,
-                                                  config.output_stride, trained_output_stride, config.limit,
+                                                  config.output_stride, spec.output_stride, config.limit,
                                                   config.precision)
     if problem := output_problem(output, "--output", folder=False):
         raise UsageError(problem)
-    return EvaluationPlan(checkpoint, dataset_name, data_dir, dataset, classes, ignore_label, output_stride,
-                          trained_output_stride, output)
+    return EvaluationPlan(checkpoint, dataset_name, data_dir, dataset, classes, ignore_label, output_stride, output)
 
 
 def run_checkpoint_mode(config: EvaluateConfig) -> int:
@@ -303,7 +300,7 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
         "dataset": plan.dataset_name, "data_dir": str(plan.data_dir), "split": config.split,
         "num_images": len(plan.dataset),
         "settings": {"scales": list(config.scales), "flip": config.flip, "output_stride": plan.output_stride,
-                     "trained_output_stride": plan.trained_output_stride, "devices": [str(c) for c in ctxs],
+                     "trained_output_stride": plan.checkpoint.spec.output_stride, "devices": [str(c) for c in ctxs],
                      "ignore_label": plan.ignore_label, "limit": config.limit, "precision": net.precision,
                      "precision_notes": net.notes},
         "classes": plan.classes, "summary": summary, "confusion_matrix": confusion.matrix.tolist(),

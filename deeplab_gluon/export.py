@@ -20,7 +20,6 @@ import json
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -30,13 +29,11 @@ import numpy as np
 
 from .cli import JobError, checkpoint_flag, flag, output_problem, run_job
 from .inference import main_logits
-from .models.spec import OUTPUT_STRIDES
-from .precision import InferenceFlags, prepare_checkpoint
+from .precision import INPUT_NAME, InferenceFlags, load_symbol_pair, prepare_checkpoint
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 PROG = "export"
 FORMATS = ("symbol", "onnx")
-INPUT_NAME = "data"
 OUTPUT_NAME = "logits"
 ONNX_HINT = 'pip install "deeplab_gluon[export]" (onnx==1.15.0, onnxruntime==1.18.1)'
 
@@ -53,12 +50,7 @@ def _formats(text: str) -> Tuple[str, ...]:
 class ExportConfig(InferenceFlags):
     """Command-line settings of ``python -m deeplab_gluon.export``."""
 
-    checkpoint: Optional[Path] = field(default=None, metadata=flag(
-        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
     output_dir: Optional[Path] = field(default=None, metadata=flag("where the files go (created)", required=True))
-    output_stride: Optional[int] = field(default=None, metadata=flag(
-        "rebuild the network at this output stride (same weights); default: the trained one",
-        choices=OUTPUT_STRIDES))
     format: Optional[Tuple[str, ...]] = field(default=None, metadata=flag(
         "symbol, onnx or symbol,onnx; default: both for fp32, symbol for bf16 and int8 (ONNX has no graph for "
         "them)", parse=_formats))
@@ -149,10 +141,7 @@ def export_onnx(symbol_file: Path, params_file: Path, onnx_file: Path, input_sha
 
 def run_symbol(symbol_file: Path, params_file: Path, batch: np.ndarray) -> np.ndarray:
     """Logits of the symbol export for a normalised (N, 3, H, W) batch, through ``SymbolBlock`` alone."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SymbolBlock warns about the parameter name prefix
-        block = mx.gluon.SymbolBlock.imports(str(symbol_file), [INPUT_NAME], str(params_file), ctx=mx.cpu())
-    return block(mx.nd.array(batch)).asnumpy()
+    return load_symbol_pair(symbol_file, params_file, mx.cpu())(mx.nd.array(batch)).asnumpy()
 
 
 def run_onnx(onnx_file: Path, batch: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ from mxnet.gluon import HybridBlock, SymbolBlock
 
 from .cli import flag
 from .cpu_threads import ThreadsFlag
+from .models.spec import OUTPUT_STRIDES
 from .static_shapes import StaticShapeExecutors
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -381,9 +382,9 @@ def _write_cache(block: HybridBlock, prefix: Path, settings: dict) -> None:
     _cache_files(prefix)[2].write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """The hex digest (SHA-256, or another ``hashlib`` algorithm) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
@@ -412,8 +413,14 @@ def int8_cache_prefix(checkpoint: Path, output_stride: int, calib_mode: str, cal
 
 @dataclass
 class InferenceFlags(ThreadsFlag):
-    """The flags evaluate, predict and export share, declared once: their configs inherit them."""
+    """The flags evaluate, predict and export share, declared once: their configs inherit them (evaluate
+    redeclares ``checkpoint`` and ``output_stride`` in its checkpoint-mode group, ``checkpoint`` optional)."""
 
+    checkpoint: Optional[Path] = field(default=None, metadata=flag(
+        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
+    output_stride: Optional[int] = field(default=None, metadata=flag(
+        "rebuild the network at this output stride (same weights); default: the trained one",
+        choices=OUTPUT_STRIDES))
     precision: str = field(default="fp32", metadata=flag(
         "fp32 (oneDNN-fused on the CPU), bf16 (CPUs with AVX512-BF16 or AMX; elsewhere fp32, with a note) or int8 "
         "(oneDNN, calibrated once on --calib_images images and cached beside the checkpoint)", choices=PRECISIONS,
@@ -436,21 +443,6 @@ class InferenceFlags(ThreadsFlag):
         return problems
 
 
-class _ImageFiles:
-    """Image files as a dataset of ``(normalised image (3, H, W), None)``, for calibration."""
-
-    def __init__(self, files: Sequence[Path]):
-        self.files = list(files)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        from .data import normalize_image, read_image
-
-        return normalize_image(read_image(self.files[index])), None
-
-
 def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str] = None,
                        data_dir: Optional[Path] = None) -> Tuple[str, Callable[[], mx.nd.NDArray]]:
     """Where int8 calibration images come from: ``(description, loader)``. The description (part of
@@ -460,7 +452,7 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
     The loader raises :class:`~deeplab_gluon.cli.UsageError` when the images are not there.
     """
     from .cli import UsageError
-    from .data import DataError, EvalTransform, default_train_split, get_dataset
+    from .data import DataError, EvalTransform, default_train_split, get_dataset, normalize_image, read_image
     from .data.folder import IMAGE_SUFFIXES
 
     if flags.calib_dir is not None:
@@ -470,7 +462,9 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise UsageError(f"--calib_dir {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-            return calibration_images(_ImageFiles(files), flags.calib_images)
+            # a dataset of (normalised image (3, H, W), None): a file is read only when it is picked
+            images = mx.gluon.data.SimpleDataset(files).transform(lambda f: (normalize_image(read_image(f)), None))
+            return calibration_images(images, flags.calib_images)
 
         return f"folder {folder.resolve()}", from_folder
     trained = checkpoint.meta.get("config") or {}

@@ -34,7 +34,6 @@ from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES
 from .devices import parse_devices
 from .inference import class_map, image_to_batch, predict_labels, predict_probs
-from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
 
 PROG = "predict"
@@ -44,8 +43,6 @@ PROG = "predict"
 class PredictConfig(InferenceFlags):
     """Command-line settings of ``python -m deeplab_gluon.predict``."""
 
-    checkpoint: Optional[Path] = field(default=None, metadata=flag(
-        "a .ckpt file, or a run folder (its latest checkpoint)", required=True))
     input: List[str] = field(default_factory=list, metadata=flag(
         "image files, folders of images, or .txt lists of image paths or VOC ids", required=True))
     output_dir: Optional[Path] = field(default=None, metadata=flag("where the outputs go (created)", required=True))
@@ -53,9 +50,6 @@ class PredictConfig(InferenceFlags):
     scales: Tuple[float, ...] = field(default=(1.0,), metadata=flag(
         "comma-separated input scales whose softmaxes are averaged", parse=parse_scales))
     flip: bool = field(default=False, metadata=flag("also predict the mirrored image and average"))
-    output_stride: Optional[int] = field(default=None, metadata=flag(
-        "rebuild the network at this output stride (same weights); default: the trained one",
-        choices=OUTPUT_STRIDES))
     save_probs: bool = field(default=False, metadata=flag(
         "also write <stem>_probs.npy, float16 (C, H, W) probabilities"))
     limit: Optional[int] = field(default=None, metadata=flag("only the first N images"))

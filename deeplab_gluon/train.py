@@ -21,8 +21,8 @@ from .cli import flag, output_problem, parse_config as parse_job_config, run_job
 from .cpu_threads import ThreadsFlag
 from .data import DATASETS, TRAIN_SPLITS, dataset_classes, default_train_split
 from .devices import parse_devices
-from .models.backbones import canonical_backbone, check_dilation_rule
-from .models.spec import DILATION_RULES, HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
+from .models.backbones import DILATION_RULES, canonical_backbone, check_dilation_rule
+from .models.spec import HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
 
 PROG = "train.py"
 LR_POLICIES = ("poly", "step")

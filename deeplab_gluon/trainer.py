@@ -373,24 +373,19 @@ def should_checkpoint(iteration: int, max_iter: int, iterations_per_epoch: int, 
     return iteration == max_iter or iteration % (checkpoint_every or iterations_per_epoch) == 0
 
 
-@dataclass
-class StopRequest:
-    """The signal (SIGINT / SIGTERM) that asked the run to stop, once the current step is done."""
-    signal: Optional[int] = None
-
-
 @contextlib.contextmanager
-def stop_requests() -> Iterator[StopRequest]:
-    """Turn SIGINT and SIGTERM into a request the loop answers after its step (with a checkpoint)."""
-    request = StopRequest()
+def stop_requests() -> Iterator[List[int]]:
+    """Turn SIGINT and SIGTERM into requests the loop answers after its step (with a checkpoint): the
+    signals received, in a list the ``with`` block sees grow."""
+    requests: List[int] = []
 
     def note(signum, _frame):
-        request.signal = signum
+        requests.append(signum)
 
     # handlers first: forked loader workers inherit them and do not die with a traceback on Ctrl-C
     previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield request
+        yield requests
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -622,6 +617,6 @@ def run_training(config) -> dict:
                     run.validate()
                 if should_checkpoint(it, data.max_iter, data.iterations_per_epoch, config.checkpoint_every):
                     run.save()
-                if stop.signal is not None:
-                    run.stop(signal.Signals(stop.signal).name)
+                if stop:
+                    run.stop(signal.Signals(stop[-1]).name)
         return run.end()

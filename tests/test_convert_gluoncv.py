@@ -23,6 +23,7 @@ from deeplab_gluon.convert_gluoncv import GLUONCV_MODELS, checkpoint_meta, conve
 from deeplab_gluon.data import (ADE20K_CLASSES, ADE20K_COLOURS, CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, VOC_CLASSES,
                                 make_toy_dataset, voc_palette)
 from deeplab_gluon.models import ModelSpec
+from deeplab_gluon.precision import file_digest
 from fake_scenes import write_ade20k
 from train_runs import run_train, train_flags
 from zoo_weights import randomise_parameters
@@ -236,7 +237,7 @@ def test_a_file_of_another_model_is_one_line(ade, tmp_path, capsys, model, messa
 
 def test_a_published_file_of_another_model_is_named(ade, tmp_path, capsys, monkeypatch):
     """voc and coco files have the same structure; the published file's sha1 tells them apart."""
-    sha1 = convert_gluoncv.file_sha1(ade["params"])
+    sha1 = file_digest(ade["params"], "sha1")
     coco = GLUONCV_MODELS["deeplab_resnet101_coco"]
     monkeypatch.setitem(GLUONCV_MODELS, coco.name, type(coco)(coco.name, coco.depth, coco.trained_on, sha1))
     code = convert_gluoncv.main(["--model", "deeplab_resnet50_ade", "--params", str(ade["params"]),

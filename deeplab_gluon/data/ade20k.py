@@ -17,7 +17,6 @@ import numpy as np
 
 from .base import SegmentationDataset, list_dir_files
 from .errors import DataError
-from .palette import read_label
 
 # (name, RGB colour) of classes 0..149 in annotation order: the class names and the 150-colour palette of
 # mmsegmentation's ADE20KDataset (mmseg/datasets/ade.py, METAINFO), the palette ADE20K tools commonly
@@ -119,11 +118,7 @@ class ADE20KDataset(SegmentationDataset):
             raise DataError(f"{len(missing)} of {len(stems)} images of ADE20K split {split!r} have no annotation, "
                             f"first: {label_dir / (missing[0] + '.png')}")
         self.source = f"images/{subfolder} + annotations/{subfolder} of {folder}, annotations shifted by -1 (0 ignored)"
-        self._table = shifted_label_table()
+        self.label_table = shifted_label_table()
         super().__init__(stems, [image_dir / f"{stem}.jpg" for stem in stems],
                          [label_dir / f"{stem}.png" for stem in stems], classes=ADE20K_CLASSES,
                          ignore_label=ADE20K_IGNORE_LABEL, transform=transform, class_colours=ADE20K_COLOURS)
-
-    def load_label(self, path: Path) -> np.ndarray:
-        """(H, W) uint8 classes of an annotation PNG: 0 -> 255, v -> v - 1."""
-        return self._table[read_label(path)]

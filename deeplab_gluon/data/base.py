@@ -39,6 +39,7 @@ class SegmentationDataset(gluon.data.Dataset):
     root: Optional[Path] = None
     split: Optional[str] = None
     source: str = ""
+    label_table: Optional[np.ndarray] = None  # (256,) uint8: file value -> class (Cityscapes ids, ADE20K's shift)
 
     def __init__(self, ids: Sequence[str], image_paths: Sequence[Path], label_paths: Sequence[Path],
                  classes: Sequence[str], ignore_label: int = 255, transform: Optional[Callable] = None,
@@ -71,8 +72,10 @@ class SegmentationDataset(gluon.data.Dataset):
         return self._label_paths[index]
 
     def load_label(self, path: Path) -> np.ndarray:
-        """Read one label file as (H, W) uint8 class indices; subclasses add formats (e.g. SBD .mat)."""
-        return read_label(path)
+        """Read one label file as (H, W) uint8 class indices (through ``label_table`` when set); subclasses
+        add formats (e.g. SBD .mat)."""
+        label = read_label(path)
+        return label if self.label_table is None else self.label_table[label]
 
     def read_label_at(self, index: int) -> np.ndarray:
         """The (H, W) uint8 label of sample ``index``, checked: every value is a class or ``ignore_label``."""

@@ -18,7 +18,6 @@ import numpy as np
 
 from .base import SegmentationDataset, list_dir_files
 from .errors import DataError
-from .palette import read_label
 
 # trainId order; names and colours from cityscapesscripts/helpers/labels.py
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -87,11 +86,7 @@ class CityscapesDataset(SegmentationDataset):
         if not ids:
             raise DataError(f"no *{IMAGE_SUFFIX} images in {image_split}/<city>/")
         self.source = f"{len({i.split('/')[0] for i in ids})} cities, gtFine labelIds mapped to train ids"
-        self._table = train_id_table()
+        self.label_table = train_id_table()
         super().__init__(ids, image_paths, label_paths, classes=CITYSCAPES_CLASSES,
                          ignore_label=CITYSCAPES_IGNORE_LABEL, transform=transform,
                          class_colours=CITYSCAPES_COLOURS)
-
-    def load_label(self, path: Path) -> np.ndarray:
-        """(H, W) uint8 train ids of a ``labelIds`` PNG."""
-        return self._table[read_label(path)]

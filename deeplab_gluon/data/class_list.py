@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
-from .errors import DataError
+from .errors import DataError, read_text
 
 CLASS_LIST_NAME = "classes.txt"
 Colour = Tuple[int, int, int]
@@ -39,10 +39,7 @@ def read_class_list(path: Union[str, Path]) -> Tuple[List[str], List[Optional[Co
     or more than 256 classes (labels are uint8).
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read class list {path}: {error}") from None
+    text = read_text(path, "class list")
     names: List[str] = []
     colours: List[Optional[Colour]] = []
     for number, line in enumerate(text.splitlines(), start=1):

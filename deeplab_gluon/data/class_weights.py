@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .base import SegmentationDataset
-from .errors import DataError
+from .errors import DataError, read_text
 
 CACHE_NAME = "class_pixel_counts.json"
 ENET_OFFSET = 1.02
@@ -109,10 +109,7 @@ def read_class_weights(path: Union[str, Path], num_classes: int) -> np.ndarray:
     newlines (``#`` starts a comment); ``DataError`` naming the file for a wrong count or a weight
     that is negative, not finite, or when all are zero."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read class weights {path}: {error}") from None
+    text = read_text(path, "class weights")
     fields = [field for line in text.splitlines() for field in line.split("#")[0].replace(",", " ").split()]
     try:
         weights = np.array([float(field) for field in fields], dtype=np.float64)

@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 from .base import SegmentationDataset
 from .class_list import CLASS_LIST_NAME, read_class_list
 from .errors import DataError
-from .list_files import has_pairs, is_list_file_split, list_file_path, read_id_list, read_listed_pairs
+from .list_files import has_pairs, is_list_file_split, read_id_list, read_listed_pairs
 from .palette import voc_palette
 from .splits import ALL_IMAGES, NO_SPLIT, is_all_images
 
@@ -115,7 +115,7 @@ class SegFolderDataset(SegmentationDataset):
                 raise DataError(f"split list not found: {root / list_file} (write it, one id per line, or use "
                                 f"the split '{ALL_IMAGES}' for every image in {root / 'images'})")
         # joined once: a relative root must not be joined twice; an absolute list_file replaces root
-        return None if list_file is None else list_file_path(root, list_file)
+        return None if list_file is None else root / list_file
 
     @staticmethod
     def _pair_folders(root: Path, wanted: Optional[List[str]] = None):

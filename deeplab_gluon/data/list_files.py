@@ -8,9 +8,9 @@ A path with a leading ``/`` that is not under the root but exists on its own is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple
 
-from .errors import DataError
+from .errors import DataError, read_text
 
 LIST_SUFFIX = ".txt"
 
@@ -19,21 +19,13 @@ def read_id_list(path: Path) -> List[str]:
     """Non-empty, non-comment lines of a split list file, stripped."""
     if not path.is_file():
         raise DataError(f"split list not found: {path}")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read split list {path}: {error}") from None
+    lines = read_text(path, "split list").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
 def is_list_file_split(split: str) -> bool:
     """A split given as a list file (``lists/train.txt``) rather than a split name (``train``)."""
     return split.endswith(LIST_SUFFIX)
-
-
-def list_file_path(root: Union[str, Path], split: str) -> Path:
-    """The list file a ``*.txt`` split names: relative to the dataset root, or absolute."""
-    return Path(root) / split
 
 
 def has_pairs(lines: Sequence[str]) -> bool:

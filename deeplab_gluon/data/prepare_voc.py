@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .list_files import read_id_list
 from .errors import DataError
-from .voc import VOCSegDataset, compute_train_aug_ids, read_split, sbd_dataset_dir
+from .voc import SBD_LAYOUTS, VOCSegDataset, compute_train_aug_ids, read_split
 
 PathLike = Union[str, Path]
 
@@ -144,7 +144,7 @@ def prepare_voc(out_dir: PathLike, voc: Optional[PathLike] = None, sbd: Optional
     splits = ["train", "val"]
     if has_sbd:
         lists = voc2012 / "ImageSets" / "Segmentation"
-        sbd = sbd_dataset_dir(out_dir)
+        sbd = out_dir / SBD_LAYOUTS[0][0]  # benchmark_RELEASE/dataset, where _install put it
         sbd_train, sbd_val = read_id_list(sbd / "train.txt"), read_id_list(sbd / "val.txt")
         train_aug = compute_train_aug_ids(read_id_list(lists / "train.txt"), read_id_list(lists / "val.txt"),
                                           sbd_train, sbd_val)

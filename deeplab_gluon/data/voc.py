@@ -10,7 +10,7 @@ import scipy.io
 
 from .base import SegmentationDataset, list_dir_files
 from .errors import DataError
-from .list_files import has_pairs, is_list_file_split, list_file_path, read_id_list, read_listed_pairs
+from .list_files import has_pairs, is_list_file_split, read_id_list, read_listed_pairs
 from .palette import VOC_CLASSES
 
 VOC_SPLITS = ("train", "val", "trainval", "train_aug")
@@ -31,14 +31,9 @@ def resolve_voc_root(root: Union[str, Path]) -> Tuple[Path, Path]:
                     f"itself with JPEGImages/ and ImageSets/; {PREPARE_HINT}")
 
 
-def sbd_dataset_dir(devkit: Path) -> Path:
-    """Where the SBD ``benchmark.tgz`` puts images (``img/``), labels (``cls/``) and its split lists
-    (where ``scripts/prepare_voc.py`` installs SBD)."""
-    return devkit / "benchmark_RELEASE" / "dataset"
-
-
-# Where SBD is found inside the devkit, in order: as extracted from benchmark.tgz, or renamed to
-# VOCaug/ by gluoncv's scripts/datasets/pascal_voc.py (which the gluon DeepLabV3 recipe uses).
+# Where SBD (images img/, labels cls/, split lists) is found inside the devkit, in order: as extracted from
+# benchmark.tgz (where scripts/prepare_voc.py installs it), or renamed to VOCaug/ by gluoncv's
+# scripts/datasets/pascal_voc.py (which the gluon DeepLabV3 recipe uses).
 SBD_LAYOUTS = (("benchmark_RELEASE/dataset", "SBD"), ("VOCaug/dataset", "SBD in gluoncv's VOCaug layout"))
 
 
@@ -86,7 +81,7 @@ def read_split(devkit: Path, voc2012: Path, split: str, root: Optional[Path] = N
     from the labels in ``SegmentationClassAug/`` minus VOC ``val``.
     """
     if is_list_file_split(split):
-        list_file = list_file_path(devkit if root is None else root, split)
+        list_file = (devkit if root is None else root) / split  # relative to the root, or absolute
         return read_id_list(list_file), list_file, f"list {list_file}"
     lists = voc2012 / "ImageSets" / "Segmentation"
     list_file = lists / f"{split}.txt"
@@ -151,7 +146,7 @@ class VOCSegDataset(SegmentationDataset):
         else:
             ids = lines
             sbd = find_sbd(devkit)
-            sbd_dir = sbd[0] if sbd is not None else sbd_dataset_dir(devkit)
+            sbd_dir = sbd[0] if sbd is not None else devkit / SBD_LAYOUTS[0][0]
             image_dirs = [(voc2012 / "JPEGImages", ".jpg"), (sbd_dir / "img", ".jpg")]
             label_dirs = [(voc2012 / "SegmentationClass", ".png"), (voc2012 / "SegmentationClassAug", ".png"),
                           (sbd_dir / "cls", ".mat")]

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import List, Tuple
 
-from .backbones import DILATION_RULES, canonical_backbone, check_dilation_rule
+from .backbones import canonical_backbone, check_dilation_rule
 from .heads import HEAD_VARIANTS
 
 HEADS = ("aspp", "vortex")

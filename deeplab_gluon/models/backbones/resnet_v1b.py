@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence, Tuple
 from mxnet.gluon import HybridBlock, nn
 
 from .resnet_v2 import stage_strides_and_dilations
-from .base import Backbone, check_output_stride, conv3x3
+from .base import Backbone, conv3x3
 
 # depth -> (block type, blocks per stage); stage widths are 64, 128, 256, 512 times the expansion
 RESNET_V1B_SPECS: Dict[int, Tuple[str, Tuple[int, ...]]] = {
@@ -142,10 +142,9 @@ class DilatedResNetV1b(Backbone):
             raise ValueError(f"ResNet-{variant} depth must be one of {VARIANTS[variant]}, got {depth}")
         if dilation_rule not in DILATION_RULES:
             raise ValueError(f"dilation_rule must be one of {DILATION_RULES}, got {dilation_rule!r}")
-        check_output_stride(output_stride, self.OUTPUT_STRIDES)
         block_type, layers = RESNET_V1B_SPECS[depth]
         block = BasicBlockV1b if block_type == "basic" else BottleneckV1b
-        strides, dilations = stage_strides_and_dilations(output_stride)
+        strides, dilations = stage_strides_and_dilations(output_stride)  # refuses an unsupported one
         norm_kwargs = dict(norm_kwargs or {})
         self.depth, self.variant, self.output_stride = depth, variant, output_stride
         self.dilation_rule = dilation_rule
