@@ -469,10 +469,14 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
         return f"folder {folder.resolve()}", from_folder
     trained = checkpoint.meta.get("config") or {}
     dataset = dataset or trained.get("dataset")
-    data_dir = Path(data_dir or trained.get("data_dir") or "")
-    split = trained.get("train_split") or (default_train_split(dataset, data_dir) if dataset else "")
+    data_dir = data_dir or trained.get("data_dir")
+    split = trained.get("train_split") or (default_train_split(dataset, data_dir) if dataset and data_dir else "")
 
     def from_dataset():
+        if not dataset or not data_dir:  # e.g. a converted gluoncv checkpoint
+            raise UsageError(f"--precision int8 calibrates on the checkpoint's training images, but "
+                             f"{checkpoint.path.name} records no training data folder; give --calib_dir with "
+                             f"images like the ones to segment")
         extra = {"num_classes": checkpoint.spec.num_classes} if dataset == "folder" else {}
         try:
             images = get_dataset(dataset, data_dir, split, transform=EvalTransform(), **extra)

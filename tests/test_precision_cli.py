@@ -87,6 +87,13 @@ def test_int8_calibrates_on_calib_dir_when_the_training_images_are_elsewhere(run
     assert "give --calib_dir" in err and len(err.strip().splitlines()) == 1
     assert predict.main(flags + ["--calib_dir", str(run / "blobs" / "images"), "--calib_images", "4"]) == 0
     assert "int8 calibrated (naive) on 4 images" in capsys.readouterr().out
+    unrecorded = tmp_path / "converted"  # as a converted gluoncv checkpoint: no training data folder
+    save_tiny_checkpoint(unrecorded, trained_tiny_net()[0], CLASSES, dataset="voc")
+    flags[1] = str(unrecorded)
+    assert predict.main(flags) == 2
+    assert capsys.readouterr().err == ("predict: error: --precision int8 calibrates on the checkpoint's training "
+                                       "images, but iter-0000007.ckpt records no training data folder; give "
+                                       "--calib_dir with images like the ones to segment\n")
 
 
 def test_export_int8_writes_a_pair_that_plain_mxnet_runs_like_the_package(run, tmp_path, capsys):
