@@ -163,3 +163,19 @@ def test_a_command_with_threads_restarts_itself_with_that_count(run, tmp_path):
                              "1", "--progress", "0"], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert "threads 1 --threads" in result.stdout and (tmp_path / "s01.png").is_file()
+
+
+def test_predict_and_export_take_bf16_or_say_why_not(run, tmp_path, capsys):
+    expected = "bf16" if cpu_has_bf16() else "fp32"
+    images = run / "blobs" / "images"
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        assert predict.main(["--checkpoint", str(run / "run"), "--input", str(images), "--output_dir",
+                             str(tmp_path / precision), "--precision", precision, "--progress", "0"]) == 0
+        maps[precision] = np.stack([read_label(tmp_path / precision / f"s{i:02d}.png") for i in range(20)])
+    assert f"precision {expected}" in capsys.readouterr().out
+    assert (maps["fp32"] == maps["bf16"]).mean() >= 0.97
+    assert export.main(["--checkpoint", str(run / "run"), "--output_dir", str(tmp_path / "export"), "--precision",
+                        "bf16", "--input_size", "48", "48"]) == 0
+    meta = next((tmp_path / "export").glob("*-meta.json"))
+    assert json.loads(meta.read_text())["precision"] == expected and "check symbol" in capsys.readouterr().out
