@@ -166,7 +166,7 @@ def run_export(config: ExportConfig) -> int:
     net = checkpoint.load(mx.cpu(), output_stride=spec.output_stride)
     converted = None  # bf16 / int8: the converted graph is what is exported and checked
     if config.precision != "fp32":
-        converted = prepare_checkpoint(checkpoint, mx.cpu(), spec.output_stride, config)
+        converted = prepare_checkpoint(checkpoint, mx.cpu(), spec.output_stride, config, net=net)
         print(converted.describe())
         converted = converted if converted.graph is not None else None  # fell back to fp32
     precision = converted.precision if converted else "fp32"

@@ -490,13 +490,15 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
 
 
 def prepare_checkpoint(checkpoint, ctxs, output_stride: Optional[int] = None, flags: Optional[InferenceFlags] = None,
-                       dataset: Optional[str] = None, data_dir: Optional[Path] = None) -> InferenceNetwork:
+                       dataset: Optional[str] = None, data_dir: Optional[Path] = None,
+                       net: Optional[HybridBlock] = None) -> InferenceNetwork:
     """A :class:`~deeplab_gluon.checkpoint.Checkpoint`'s network ready to run in ``flags.precision``
     (see :func:`optimize_for_inference`) on ``ctxs`` (a context or a list).
 
     Several devices run the plain hybridized fp32 network on each (bf16 and int8 are refused there:
     one CPU context already uses every core). ``dataset``/``data_dir``: int8 calibration data other
-    than the checkpoint's own (see :func:`calibration_source`).
+    than the checkpoint's own (see :func:`calibration_source`). ``net``: the checkpoint's network already
+    loaded on the one context at ``output_stride`` (export keeps it as its fp32 reference), else loaded here.
     """
     from .cli import UsageError
 
@@ -508,7 +510,7 @@ def prepare_checkpoint(checkpoint, ctxs, output_stride: Optional[int] = None, fl
                              f"every core)")
         return InferenceNetwork(checkpoint.load(ctxs, output_stride), "fp32", "fp32",
                                 [f"plain hybridized graph on each of {len(ctxs)} devices"])
-    net = checkpoint.load(ctxs[0], output_stride)
+    net = net or checkpoint.load(ctxs[0], output_stride)
     calibration, cache = None, None
     if flags.precision == "int8":
         source, calibration = calibration_source(checkpoint, flags, dataset, data_dir)
