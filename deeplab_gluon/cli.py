@@ -23,7 +23,9 @@ import os
 import sys
 import typing
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from .config_file import ConfigFileError, config_tokens
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
 
@@ -155,19 +157,56 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
         if "metavar" in meta or (name and "metavar" not in extra):
             options["metavar"] = meta.get("metavar") or name.upper()
         groups.get(group, parser).add_argument(*names, **options)
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     return parser
+
+
+CONFIG_HELP = ("a JSON file of flag values, e.g. a run folder's config.json or a recipe; flags given on the "
+               "command line override it")
 
 
 # ------------------------------------------------------------------------------------------- running
 
 def parse_config(config_class, prog: str, argv: Optional[Sequence[str]] = None, description: Optional[str] = None):
-    """The config the command line ``argv`` describes; :class:`UsageError` for a bad flag."""
-    values = vars(build_parser(config_class, prog, description).parse_args(argv))
+    """The config the command line ``argv`` describes (``--config FILE`` values first, the command line's
+    own flags over them); :class:`UsageError` for a bad flag or config file."""
+    parser = build_parser(config_class, prog, description)
     hints = typing.get_type_hints(config_class)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    values = vars(parser.parse_args(_config_file_tokens(parser, hints, argv) + argv))
+    values.pop("config")
     for name, value in values.items():  # nargs=N gives a list where the field is a fixed-size tuple
         if isinstance(value, list) and typing.get_origin(_unoptional(hints[name])) is tuple:
             values[name] = tuple(value)
     return config_class(**values)
+
+
+def _config_file_tokens(parser: JobArgumentParser, hints: dict, argv: List[str]) -> List[str]:
+    """The tokens of the ``--config`` file named in ``argv`` (none without one), each checked on its own
+    so that a bad value is reported with the file's name."""
+    finder = argparse.ArgumentParser(add_help=False)
+    finder.add_argument("--config")
+    path = finder.parse_known_args(argv)[0].config
+    if path is None:
+        return []
+    if not str(path).strip():
+        raise UsageError("--config: must not be empty")
+    actions = {action.dest: action for action in parser._actions if action.dest in hints}
+    try:
+        tokens = config_tokens(path, actions, hints)
+    except ConfigFileError as err:
+        raise UsageError(str(err)) from None
+    required = [action for action in actions.values() if action.required]
+    for action in required:  # a required flag may come from the command line: check the file's values only
+        action.required = False
+    try:
+        parser.parse_args(tokens)
+    except UsageError as err:
+        raise UsageError(f"--config {path}: {err}") from None
+    finally:
+        for action in required:
+            action.required = True
+    return tokens
 
 
 def _unoptional(annotation):

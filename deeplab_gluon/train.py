@@ -59,6 +59,11 @@ class TrainConfig(ThreadsFlag):
     crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA, recipe=True))
     scale_range: Tuple[float, ...] = field(default=(0.5, 2.0), metadata=flag(
         "random rescaling of training images before the crop: min,max", group=DATA, recipe=True))
+    color_jitter: bool = field(default=False, metadata=flag(
+        "1: random brightness, contrast and saturation (factors in 0.7..1.3) of each training crop",
+        group=DATA, recipe=True))
+    blur: bool = field(default=False, metadata=flag(
+        "1: Gaussian blur (sigma 0.1..2 pixels) of half the training crops", group=DATA, recipe=True))
     num_workers: int = field(default=2, metadata=flag("data loading processes", group=DATA))
     skip_bad_samples: bool = field(default=True, metadata=flag(
         "log an unreadable sample once and go on instead of stopping", group=DATA))
@@ -112,6 +117,9 @@ class TrainConfig(ThreadsFlag):
     lr_power: float = field(default=0.9, metadata=flag("power of the poly policy", group=OPTIMISATION, recipe=True))
     lr_steps: Tuple[float, ...] = field(default=(0.5, 0.75), metadata=flag(
         "step policy: fractions of max_iter where the lr drops 10x", group=OPTIMISATION, recipe=True))
+    warmup_iters: int = field(default=0, metadata=flag(
+        "iterations at the start whose learning rate rises linearly from 0 to --initial_learning_rate "
+        "(the schedule then runs over the remaining iterations)", group=OPTIMISATION, recipe=True))
     class_weights: str = field(default="", metadata=flag(
         "auto: ENet weights 1/ln(1.02 + p_c) from the training labels' class frequencies (counted once, cached "
         "next to the data); or a file with one weight per class; empty: unweighted", group=OPTIMISATION, recipe=True))
@@ -231,6 +239,9 @@ class TrainConfig(ThreadsFlag):
         check(0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}")
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
               f"--weight_decay cannot be negative, got {self.weight_decay}")
+        check(self.warmup_iters >= 0, f"--warmup_iters cannot be negative, got {self.warmup_iters}")
+        check(self.max_iter <= 0 or self.warmup_iters < self.max_iter,
+              f"--warmup_iters {self.warmup_iters} must be fewer than --max_iter {self.max_iter}")
         check(self.lr_power > 0, f"--lr_power must be positive, got {self.lr_power}")
         check(all(0 < step < 1 for step in self.lr_steps), f"--lr_steps must be fractions in (0, 1), got {self.lr_steps}")
         check(len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1],

@@ -49,16 +49,20 @@ class DivergedError(TrainingError):
     """Too many non-finite losses in a row."""
 
 
-def make_lr_schedule(policy: str, base_lr: float, max_iter: int, power: float = 0.9, steps=(0.5, 0.75)):
+def make_lr_schedule(policy: str, base_lr: float, max_iter: int, power: float = 0.9, steps=(0.5, 0.75),
+                     warmup: int = 0):
     """An ``mx.lr_scheduler`` giving the learning rate at an iteration (called with increasing values).
 
-    poly: ``base_lr * (1 - it / max_iter) ** power``; step: ``base_lr`` divided by 10 at each of
-    ``steps`` (fractions of ``max_iter``).
+    poly: ``base_lr * (1 - (it - warmup) / (max_iter - warmup)) ** power``; step: ``base_lr`` divided by
+    10 at each of ``steps`` (fractions of ``max_iter``). The first ``warmup`` iterations rise linearly
+    from 0 to ``base_lr``.
     """
+    warmup_options = {"warmup_steps": warmup, "warmup_begin_lr": 0.0} if warmup else {}
     if policy == "poly":
-        return mx.lr_scheduler.PolyScheduler(max_update=max_iter, base_lr=base_lr, pwr=power, final_lr=0.0)
+        return mx.lr_scheduler.PolyScheduler(max_update=max_iter, base_lr=base_lr, pwr=power, final_lr=0.0,
+                                             **warmup_options)
     milestones = sorted({max(1, int(round(fraction * max_iter))) for fraction in steps})
-    return mx.lr_scheduler.MultiFactorScheduler(step=milestones, factor=0.1, base_lr=base_lr)
+    return mx.lr_scheduler.MultiFactorScheduler(step=milestones, factor=0.1, base_lr=base_lr, **warmup_options)
 
 
 class SegmentationTrainer:
@@ -336,7 +340,7 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
                             f"{config.batch_size * config.iter_size}"
                             + (f" per worker over {num_workers} workers" if num_workers > 1 else ""))
     transform = TrainTransform(crop_size=config.crop_size, scale_range=config.scale_range,
-                               ignore_label=config.ignore_label)
+                               ignore_label=config.ignore_label, blur=config.blur, color_jitter=config.color_jitter)
     return TrainingData(train_set, val_set, transform, list(train_set.classes), per_epoch,
                         config.max_iter or config.train_epochs * per_epoch)
 
@@ -604,7 +608,7 @@ def run_training(config) -> dict:
         run.begin(start)
         data, trainer = run.data, run.trainer
         schedule = make_lr_schedule(config.lr_policy, config.learning_rate, data.max_iter, config.lr_power,
-                                    config.lr_steps)
+                                    config.lr_steps, config.warmup_iters)
         with failures_explained(run), stop_requests() as stop:
             for images, labels in run.loader():
                 lr = schedule(trainer.iteration)

@@ -174,6 +174,9 @@ def _generated():
                 if value == [given] or made_or_overwritten:
                     continue  # no bad value: what the valid command gives, an output to make or to overwrite
                 cases.append((f"{job}{flag}={' '.join(value)}", job, BASE[job] + [flag] + value, {0, 1, 2}))
+        # --config FILE, which every job's parser adds: no file, an empty name, a file that is not JSON
+        for value in ("{root}/missing.json", "", "{root}/images/text.jpg"):
+            cases.append((f"{job}--config={value}", job, BASE[job] + ["--config", value], {2}))
     return cases
 
 
