@@ -54,6 +54,9 @@ class TrainConfig(ThreadsFlag):
         "split to validate on, as --train_split; 'none' (or '') trains without validation", group=DATA))
     num_classes: int = field(default=0, metadata=flag(
         "number of classes; 0 takes the dataset's own", group=DATA, recipe=True))
+    class_list: str = field(default="", metadata=flag(
+        "--dataset folder: a class list file (a class name, optionally its r g b colour, a line) used instead of "
+        "--data_dir's classes.txt", name="classes", group=DATA, recipe=True))
     ignore_label: int = field(default=255, metadata=flag(
         "label value that marks pixels to ignore", group=DATA, recipe=True))
     crop_size: int = field(default=513, metadata=flag("training crop side in pixels", group=DATA, recipe=True))
@@ -222,7 +225,10 @@ class TrainConfig(ThreadsFlag):
         check(self.crop_size >= self.output_stride,
               f"--crop_size {self.crop_size} is smaller than --output_stride {self.output_stride}")
         check(self.num_classes >= 0, f"--num_classes must be positive (or 0 for the dataset's), got {self.num_classes}")
-        check(self.dataset != "folder" or self.num_classes or (Path(self.data_dir) / "classes.txt").is_file(),
+        check(not self.class_list or self.dataset == "folder", "--classes applies to --dataset folder only")
+        check(not self.class_list or Path(self.class_list).is_file(), f"--classes {self.class_list} does not exist")
+        check(self.dataset != "folder" or self.num_classes or self.class_list
+              or (Path(self.data_dir) / "classes.txt").is_file(),
               f"--dataset folder needs --num_classes N or a class list {Path(self.data_dir) / 'classes.txt'} "
               f"(one class name a line, optionally with its r g b colour)")
         known = dataset_classes(self.dataset)

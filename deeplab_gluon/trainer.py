@@ -323,7 +323,8 @@ def load_data(config, num_workers: int = 1) -> TrainingData:
     if config.dataset == "toy" and not Path(config.data_dir).is_dir():
         print(f"generating the toy dataset in {config.data_dir}")
         make_toy_dataset(config.data_dir, seed=0)
-    extra = {"num_classes": config.num_classes, "ignore_label": config.ignore_label} if config.dataset == "folder" else {}
+    extra = {"num_classes": config.num_classes, "ignore_label": config.ignore_label,
+             "class_file": config.class_list or None} if config.dataset == "folder" else {}
     try:
         train_set = get_dataset(config.dataset, config.data_dir, config.training_split, **extra)
         val_set = get_dataset(config.dataset, config.data_dir, config.val_split, transform=EvalTransform(), **extra) \

@@ -137,3 +137,17 @@ def test_classes_txt_gives_names_colours_and_count(folder):
     (folder / "classes.txt").write_text("sky\nsky\n")
     with pytest.raises(DataError, match=r"classes\.txt:2: class 'sky' is listed twice"):
         SegFolderDataset(folder)
+
+
+def test_class_file_outside_the_data_folder(folder, tmp_path_factory):
+    """--classes FILE: names and colours from a class list elsewhere (a data folder one cannot write to)."""
+    listing = tmp_path_factory.mktemp("recipe") / "names.txt"
+    listing.write_text("# four\nsky 1 2 3\nroad\ncar 7 8 9\nbike\n")
+    dataset = SegFolderDataset(folder, class_file=listing)
+    assert dataset.classes == ["sky", "road", "car", "bike"] and dataset.num_classes == 4
+    assert dataset.palette[0].tolist() == [1, 2, 3] and dataset.palette[2].tolist() == [7, 8, 9]
+    assert f"classes from {listing}" in dataset.source
+    with pytest.raises(DataError, match="num_classes is 5 but .*names.txt lists 4 classes"):
+        SegFolderDataset(folder, class_file=listing, num_classes=5)
+    with pytest.raises(DataError, match="class list not found: .*missing.txt"):
+        SegFolderDataset(folder, class_file=listing.parent / "missing.txt")

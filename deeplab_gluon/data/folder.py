@@ -49,6 +49,7 @@ class SegFolderDataset(SegmentationDataset):
     transform : ``transform(image, label)`` applied to every item.
     num_classes : number of classes; None (or 0) takes the count of ``classes`` or of ``root/classes.txt``.
     ignore_label : the label value of void pixels (excluded from loss and metrics).
+    class_file : a class list file used instead of ``root/classes.txt`` (e.g. for a data folder one cannot write to).
     list_file : a list file (absolute, or relative to ``root``) overriding ``split``; each line is an id
         (``images/<id>.*`` + ``labels/<id>.png``) or ``image_path label_path`` relative to ``root``, also
         with a leading ``/`` (DrSleep-style lists; see ``list_files.resolve_listed_path``).
@@ -62,29 +63,32 @@ class SegFolderDataset(SegmentationDataset):
 
     def __init__(self, root: Union[str, Path], split: Optional[str] = None, transform: Optional[Callable] = None,
                  num_classes: Optional[int] = None, ignore_label: int = 255,
-                 list_file: Optional[Union[str, Path]] = None, classes: Optional[Sequence[str]] = None):
+                 list_file: Optional[Union[str, Path]] = None, classes: Optional[Sequence[str]] = None,
+                 class_file: Optional[Union[str, Path]] = None):
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"dataset folder not found: {root}")
-        classes, colours = self._class_names(root, num_classes, classes)
+        class_file = Path(class_file) if class_file else root / CLASS_LIST_NAME
+        if not class_file.is_file() and class_file != root / CLASS_LIST_NAME:
+            raise DataError(f"class list not found: {class_file}")
+        classes, colours = self._class_names(class_file, num_classes, classes)
         self.root, self.split = root, split
 
         list_file = self._list_file(root, split, list_file)
         ids, image_paths, label_paths = (self._read_list(root, list_file) if list_file is not None
                                          else self._pair_folders(root))
         self.source = f"list {list_file}" if list_file is not None else f"every image in {root / 'images'}"
-        if (root / CLASS_LIST_NAME).is_file() and colours is not None:
-            self.source += f"; classes from {root / CLASS_LIST_NAME}"
+        if class_file.is_file() and colours is not None:
+            self.source += f"; classes from {class_file}"
         if not ids:
             raise DataError(f"no samples in {list_file if list_file is not None else root / 'images'}")
         super().__init__(ids, image_paths, label_paths, classes=classes, ignore_label=ignore_label,
                          transform=transform, class_colours=colours)
 
     @staticmethod
-    def _class_names(root: Path, num_classes: Optional[int], classes: Optional[Sequence[str]]):
-        """``(names, colours)``: names from ``classes``, else ``root/classes.txt``, else ``class0..``;
-        colours (C, 3) from ``classes.txt`` when it lists as many classes, else None (VOC colours)."""
-        class_file = root / CLASS_LIST_NAME
+    def _class_names(class_file: Path, num_classes: Optional[int], classes: Optional[Sequence[str]]):
+        """``(names, colours)``: names from ``classes``, else ``class_file`` (``root/classes.txt``), else
+        ``class0..``; colours (C, 3) from the class file when it lists as many classes, else None (VOC colours)."""
         listed = read_class_list(class_file) if class_file.is_file() else None
         num_classes = num_classes or None  # train.py's "--num_classes 0": the dataset's own count
         if classes is None and listed is not None:
@@ -93,7 +97,7 @@ class SegFolderDataset(SegmentationDataset):
                 raise DataError(f"num_classes is {num_classes} but {class_file} lists {len(classes)} classes")
         if classes is None:
             if num_classes is None:
-                raise DataError(f"{root}: the number of classes is unknown: give num_classes or classes, or "
+                raise DataError(f"{class_file.parent}: the number of classes is unknown: give num_classes or classes, or "
                                 f"write {class_file} (one class name per line)")
             classes = [f"class{i}" for i in range(num_classes)]
         elif num_classes is not None and num_classes != len(classes):
