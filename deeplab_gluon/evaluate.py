@@ -47,6 +47,7 @@ from .metrics import ConfusionMatrix, PerImageScores
 from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
 from .report import EVALUATION_FORMAT, WorstImage, WorstImages, write_evaluation_report
+from .runlog import run_folder_of
 
 PROG = "evaluate"
 FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file", "image_dir")
@@ -396,12 +397,6 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
                                        progress=config.progress)
         print(f"wrote {page}")
     return 0
-
-
-def run_folder_of(checkpoint_path: Path) -> Path:
-    """The run folder of a checkpoint file: ``run/checkpoints/iter-N.ckpt`` -> ``run``."""
-    folder = Path(checkpoint_path).parent
-    return folder.parent if folder.name == "checkpoints" else folder
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .data.palette import colorize, voc_palette
 
-PANEL_SIDE = 320  # the longer side of each tile of a worst-image panel, in pixels (smaller images stay as they are)
+PANEL_SIDE = 320  # the longest side of each tile of a worst-image panel, in pixels
+MAX_ENLARGEMENT = 4  # small images are enlarged by a whole factor up to this, so that their pixels stay visible
 PANEL_GAP = 4  # white pixels between tiles
 ERROR_COLOUR = (255, 0, 0)  # wrongly labelled pixels in the error tile
 TOP_CONFUSIONS = 20
@@ -61,17 +62,18 @@ def percent(value: Optional[float]) -> str:
     return f"{100 * value:.2f}"
 
 
-def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: Optional[str] = None) -> str:
-    """A table of already-escaped cells; a cell given as ``(text, attributes)`` gets those attributes."""
+def html_table(headers: Optional[Sequence[str]], rows: Sequence[Sequence[str]], table_id: Optional[str] = None) -> str:
+    """A table of already-escaped cells (no header row when ``headers`` is None); a cell given as
+    ``(text, attributes)`` gets those attributes."""
     def cell(value, tag):
         if isinstance(value, tuple):
             return f"<{tag} {value[1]}>{value[0]}</{tag}>"
         return f"<{tag}>{value}</{tag}>"
 
-    head = "".join(cell(escape(h), "th") for h in headers)
+    head = "" if headers is None else "<tr>" + "".join(cell(escape(h), "th") for h in headers) + "</tr>\n"
     body = "\n".join("<tr>" + "".join(cell(value, "td") for value in row) + "</tr>" for row in rows)
     identity = f' id="{table_id}"' if table_id else ""
-    return f"<table{identity}>\n<tr>{head}</tr>\n{body}\n</table>"
+    return f"<table{identity}>\n{head}{body}\n</table>"
 
 
 def number_cell(value: Optional[float], key: str, extra_class: str = "") -> Tuple[str, str]:
@@ -252,7 +254,7 @@ def paired_figure(first: np.ndarray, second: np.ndarray, labels: Tuple[str, str]
     histogram.hist(difference, bins=min(40, max(5, len(difference) // 3)), color="tab:gray")
     histogram.axvline(0, color="black", linewidth=0.8)
     histogram.axvline(100 * interval["mean"], color="tab:red", label="mean difference")
-    histogram.axvspan(100 * interval["low"], 100 * interval["high"], color="tab:red", alpha=0.2,
+    histogram.axvspan(100 * interval["low"], 100 * interval["high"], color="tab:red", alpha=0.2, zorder=0,
                       label="bootstrap 95 % interval")
     histogram.set(xlabel=f"{labels[1]} - {labels[0]}: image mIoU points", ylabel="images",
                   title="Paired differences")
@@ -299,8 +301,10 @@ class WorstImages:
 
 
 def tile_size(height: int, width: int) -> Tuple[int, int]:
-    """(height, width) of a panel tile: the image's, scaled down so the longer side is at most PANEL_SIDE."""
-    scale = min(1.0, PANEL_SIDE / max(height, width))
+    """(height, width) of a panel tile: the image's, shrunk so the longer side is PANEL_SIDE when it is longer,
+    else enlarged by the largest whole factor (up to MAX_ENLARGEMENT) that keeps it at most PANEL_SIDE."""
+    longest = max(height, width)
+    scale = PANEL_SIDE / longest if longest > PANEL_SIDE else max(1, min(MAX_ENLARGEMENT, PANEL_SIDE // longest))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
@@ -396,7 +400,8 @@ def write_evaluation_report(folder, evaluation: dict, per_image, worst: Sequence
     body = [f"<h1>Evaluation of {escape(what)}{' on ' + escape(where) if where else ''}</h1>"]
     body.append(html_table(["score", "%"], [(label, number_cell(summary.get(key), key)) for key, label in SCORES],
                            "headline"))
-    body.append(html_table(["", ""], headline_rows(evaluation), "settings"))
+    body.append(html_table(None, [(f"<b>{label}</b>", value) for label, value in headline_rows(evaluation)],
+                           "settings"))
     body.append('<p class="note">Files: <a href="per_image.csv">per_image.csv</a> (every image\'s pixel accuracy, '
                 'mIoU and pixels per class), <a href="evaluation.json">evaluation.json</a>.</p>')
 
@@ -513,18 +518,19 @@ def paired_scores(first: dict, second: dict) -> Optional[Tuple[np.ndarray, np.nd
 
 
 def write_comparison_report(folder, entries: Sequence[ComparedEvaluation], resamples: int = 10000, seed: int = 0,
-                            progress: bool = True) -> Path:
+                            progress: bool = True) -> Tuple[Path, List[str]]:
     """Write ``folder/index.html`` comparing several evaluations of models with the same classes: headline
     rows, overlaid training curves (runs with a log), per-class IoU with each model's difference to the first
     (table and grouped bars), and for each model that scored the same images as the first the paired
-    per-image mIoU difference with its bootstrap interval (:func:`paired_bootstrap`). Returns the page's path."""
+    per-image mIoU difference with its bootstrap interval (:func:`paired_bootstrap`). Returns the page's path
+    and the head-to-head lines it shows, one per model after the first."""
     from .runlog import read_log
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     labels = [entry.label for entry in entries]
     classes = entries[0].evaluation["classes"]
-    steps = tqdm(total=3 + len(entries) - 1, desc="report: comparison", unit="figure", disable=not progress,
+    steps = tqdm(total=2 + len(entries) - 1, desc="report: comparison", unit="figure", disable=not progress,
                  leave=False)
     body = [f"<h1>Comparison: {escape(', '.join(labels))}</h1>"]
 
@@ -574,19 +580,21 @@ def write_comparison_report(folder, entries: Sequence[ComparedEvaluation], resam
     body.append(html_table(headers, table_rows, "per-class"))
 
     body.append("<h2>Head to head on the same images</h2>")
-    first = entries[0]
+    first, verdicts = entries[0], []
     for number, entry in enumerate(entries[1:], start=1):
         pair = paired_scores(first.evaluation, entry.evaluation)
         if pair is None:
-            body.append(f"<p>{escape(entry.label)} and {escape(first.label)} were not evaluated on the same images: "
-                        "no paired comparison.</p>")
+            verdicts.append(f"{entry.label} and {first.label} were not evaluated on the same images: "
+                            "no paired comparison")
+            body.append(f"<p>{escape(verdicts[-1])}.</p>")
         else:
             interval = paired_bootstrap(pair[1] - pair[0], resamples, seed)
+            verdicts.append(paired_verdict(first.label, entry.label, interval))
             name = f"paired_{number}.png"
             paired_figure(pair[0], pair[1], (first.label, entry.label), interval, folder / name)
             body.append(f'<p class="paired" data-label="{escape(entry.label)}" data-mean="{interval["mean"]:.6f}" '
                         f'data-low="{interval["low"]:.6f}" data-high="{interval["high"]:.6f}">'
-                        f"{escape(paired_verdict(first.label, entry.label, interval))}.</p>"
+                        f"{escape(verdicts[-1])}.</p>"
                         f'<img src="{name}" alt="paired per-image mIoU">')
         steps.update()
     body.append(f'<p class="note">Paired difference: the mean over images of (image mIoU of the second - of the '
@@ -594,4 +602,4 @@ def write_comparison_report(folder, entries: Sequence[ComparedEvaluation], resam
                 f"the 2.5th to 97.5th percentile of that mean over {resamples} bootstrap resamples of the images "
                 f"(seed {seed}).</p>")
     steps.close()
-    return write_page(folder, f"Comparison: {', '.join(labels)}", "\n".join(body))
+    return write_page(folder, f"Comparison: {', '.join(labels)}", "\n".join(body)), verdicts

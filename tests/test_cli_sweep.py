@@ -47,7 +47,7 @@ JOBS = {"train": train.main, "evaluate": evaluate.main, "evaluate folders": eval
         "export": export.main, "convert_gluoncv": convert_gluoncv.main, "prepare_voc": PREPARE_VOC.main,
         "make_toy_data": MAKE_TOY_DATA.main}
 # Flags that name what a command writes (train's --data_dir too: the toy set is generated there if absent)
-OUTPUT_FLAGS = {"--output", "--out_json", "--output_dir", "--out", "--download_dir", "--data_dir"}
+OUTPUT_FLAGS = {"--output", "--out_json", "--output_dir", "--out", "--download_dir", "--data_dir", "--report"}
 
 # A valid command for each job: each case adds (or overrides: argparse keeps the last) its own flags.
 BASE = {
