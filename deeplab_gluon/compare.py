@@ -122,7 +122,7 @@ def load_evaluation(path: Path) -> dict:
 
 def default_labels(paths: Sequence[Path]) -> List[str]:
     """The shortest ends of the paths that tell them apart (``demo/phase2``, ``demo_vortex/phase2``)."""
-    parts = [Path(path).resolve().parts for path in paths]
+    parts = [Path(path).absolute().parts for path in paths]
     for depth in range(1, max(len(p) for p in parts) + 1):
         labels = ["/".join(p[-depth:]) for p in parts]
         if len(set(labels)) == len(labels):

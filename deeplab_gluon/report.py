@@ -124,7 +124,9 @@ def iou_bar_chart(names: Sequence[str], iou: Sequence[Optional[float]], path: Pa
     axes.barh(positions, shown, color="tab:blue")
     for position, i in zip(positions, order):
         label = "absent" if math.isnan(values[i]) else f"{100 * values[i]:.1f}"
-        axes.text(min(shown[position] + 1, 92), position, label, va="center", fontsize=7)
+        inside = shown[position] > 88  # a long bar carries its value inside, clear of the frame
+        axes.text(shown[position] - 1 if inside else shown[position] + 1, position, label, va="center", fontsize=7,
+                  ha="right" if inside else "left", color="white" if inside else "black")
     axes.set_yticks(positions)
     axes.set_yticklabels([names[i] for i in order], fontsize=8 if len(names) <= 40 else 6)
     axes.invert_yaxis()  # first class (or best) on top
@@ -362,7 +364,8 @@ def headline_rows(evaluation: dict) -> List[Tuple[str, str]]:
             ("dataset", evaluation.get("dataset")), ("split", evaluation.get("split")),
             ("images", evaluation.get("num_images")),
             ("scales", ",".join(f"{s:g}" for s in settings["scales"]) if settings.get("scales") else None),
-            ("flip", settings.get("flip")), ("output stride", settings.get("output_stride")),
+            ("flip", None if "flip" not in settings else "yes" if settings["flip"] else "no"),
+            ("output stride", settings.get("output_stride")),
             ("precision", settings.get("precision"))]
     return [(label, escape(value)) for label, value in rows if value is not None]
 
@@ -398,10 +401,10 @@ def write_evaluation_report(folder, evaluation: dict, per_image, worst: Sequence
     what = evaluation.get("model") or evaluation.get("pred_dir") or "predictions"
     where = " ".join(str(part) for part in (evaluation.get("dataset"), evaluation.get("split")) if part)
     body = [f"<h1>Evaluation of {escape(what)}{' on ' + escape(where) if where else ''}</h1>"]
-    body.append(html_table(["score", "%"], [(label, number_cell(summary.get(key), key)) for key, label in SCORES],
-                           "headline"))
-    body.append(html_table(None, [(f"<b>{label}</b>", value) for label, value in headline_rows(evaluation)],
-                           "settings"))
+    body.append('<div class="row"><div>' + html_table(
+        ["score", "%"], [(label, number_cell(summary.get(key), key)) for key, label in SCORES], "headline")
+        + "</div><div>" + html_table(None, [(f"<b>{label}</b>", value) for label, value in headline_rows(evaluation)],
+                                     "settings") + "</div></div>")
     body.append('<p class="note">Files: <a href="per_image.csv">per_image.csv</a> (every image\'s pixel accuracy, '
                 'mIoU and pixels per class), <a href="evaluation.json">evaluation.json</a>.</p>')
 
@@ -419,13 +422,13 @@ def write_evaluation_report(folder, evaluation: dict, per_image, worst: Sequence
     if confusions:
         items = "".join(f"<li><b>{escape(c['truth'])}</b> labelled <b>{escape(c['predicted'])}</b>: "
                         f"{percent(c['share'])} % of its pixels ({c['pixels']} px)</li>" for c in confusions)
-        body.append(f"<p>The largest confusions (share of the ground-truth class's pixels):</p><ol id=\"confusions\">"
-                    f"{items}</ol>")
+        listed = (f"<p>The largest confusions (share of the ground-truth class's pixels):</p><ol id=\"confusions\">"
+                  f"{items}</ol>")
     else:
-        body.append("<p>No pixel was confused.</p>")
-    body.append('<p class="note">Rows: ground truth, columns: prediction, each row divided by its pixels. '
-                'Click for the full-size image.</p><a href="confusion.png"><img src="confusion.png" '
-                'alt="row-normalised confusion matrix"></a>')
+        listed = "<p>No pixel was confused.</p>"
+    body.append(f'<div class="row"><div>{listed}</div><div><a href="confusion.png"><img src="confusion.png" '
+                'alt="row-normalised confusion matrix"></a><p class="note">Rows: ground truth, columns: prediction, '
+                "each row divided by its pixels. Click for the full-size image.</p></div></div>")
 
     body.append(f"<h2>The {len(worst)} worst images by per-image mIoU</h2>")
     if worst:
