@@ -57,6 +57,8 @@ class CompareConfig:
             problems.append(f"--labels must differ, got {','.join(self.labels)}")
         if self.resamples < 100:
             problems.append(f"--resamples must be at least 100, got {self.resamples}")
+        if self.seed < 0:
+            problems.append(f"--seed cannot be negative, got {self.seed}")
         if self.report is not None:
             problems.append(output_problem(self.report, "--report", folder=True))
         return [problem for problem in problems if problem]
@@ -161,6 +163,10 @@ def gather(config: CompareConfig) -> List[ComparedEvaluation]:
 
 def run_compare(config: CompareConfig) -> int:
     entries = gather(config)
+    try:  # made before anything is drawn or printed: a folder that cannot be is the user's to fix (exit 2)
+        config.report.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--report {config.report} cannot be created: {err.strerror or err}") from None
     for entry in entries:
         summary = entry.evaluation["summary"]
         print(f"{entry.label}: {entry.source}: mIoU {100 * (summary['mIoU'] or 0):.2f}, "
