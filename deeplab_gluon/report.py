@@ -430,11 +430,13 @@ def write_evaluation_report(folder, evaluation: dict, per_image, worst: Sequence
                 'alt="row-normalised confusion matrix"></a><p class="note">Rows: ground truth, columns: prediction, '
                 "each row divided by its pixels. Click for the full-size image.</p></div></div>")
 
-    body.append(f"<h2>The {len(worst)} worst images by per-image mIoU</h2>")
-    if worst:
+    if worst:  # none with --report_worst 0
+        body.append(f"<h2>The {len(worst)} worst images by per-image mIoU</h2>")
         body.append('<p class="note">Each row: ' + ("image, " if worst[0].image is not None else "")
                     + "ground truth, prediction, and the wrongly labelled pixels in red (ignored ones pale).</p>")
         (folder / "worst").mkdir(exist_ok=True)
+        for stale in (folder / "worst").glob("[0-9][0-9][0-9]_*.png"):  # a previous report's panels
+            stale.unlink()
     figures = []
     for rank, entry in enumerate(tqdm(worst, desc="report: worst images", unit="img", disable=not progress,
                                       leave=False), start=1):

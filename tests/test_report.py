@@ -200,6 +200,10 @@ def test_folder_mode_report(tmp_path, capsys):
     assert cv2.imread(str(next((out / "worst").glob("*.png")))).shape == (height, 4 * width + 3 * report.PANEL_GAP, 3)
     assert "curves.png" not in page_of(out)  # no run, no training curves
     assert keyed_numbers(page_of(out))["mIoU"] == "33.33"  # each class: 40 right of 40 + 40 + 40 in its union
+    assert evaluate_main(["--pred_dir", str(pred_dir), "--gt_dir", str(gt_dir), "--num_classes", "2",
+                          "--report", str(out), "--report_worst", "0", "--progress", "0"]) == 0
+    assert "data-id" not in page_of(out) and "worst images" not in page_of(out)
+    assert_self_contained(out)
 
 
 def test_bootstrap_interval_contains_the_mean_and_shrinks_with_more_images():
