@@ -297,3 +297,21 @@ def test_chromium_renders_the_report(runs, tmp_path):
     picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[:2] == (1600, 1000)
     assert (picture < 128).mean() > 0.01  # text and figures drawn, not a blank page
+
+
+def test_the_demo_ends_with_the_report_of_phase_2(tmp_path):
+    # A stand-in interpreter records each command sh_train.sh --demo runs (no training here); the last one
+    # must write the report of phase 2, and the script must end by printing where it is.
+    calls = tmp_path / "calls.txt"
+    stand_in = tmp_path / "python"
+    stand_in.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    stand_in.chmod(0o755)
+    out = tmp_path / "demo"
+    result = subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "sh_train.sh"), "--demo",
+                             f"OUT={out}", f"DATA_DIR={tmp_path / 'toy'}"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PYTHON": str(stand_in)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    last = calls.read_text().splitlines()[-1]
+    assert last.startswith(f"-m deeplab_gluon.evaluate --checkpoint {out}/phase2 ")
+    assert f"--report {out}/report" in last and "--output_stride 8" in last
+    assert result.stdout.splitlines()[-1] == f"report: {out}/report/index.html"
