@@ -6,7 +6,7 @@
 Each input is a run folder (its newest checkpoint's evaluation, as ``evaluate --checkpoint RUN`` writes it
 beside the checkpoint) or an evaluation JSON file (``evaluate ... --output FILE``). The first input is the
 reference: the report shows each model's headline scores, the training curves of the runs that have a
-``log.jsonl``, per-class IoU with each model's difference to the first (table and grouped bars), and,
+``log.jsonl`` (after those of the runs they were initialised from), per-class IoU with each model's difference to the first (table and grouped bars), and,
 for a model scored on the same images as the first, the paired per-image mIoU difference with a
 bootstrap 95 % interval, which tells a real win from noise on a small val set.
 
@@ -132,6 +132,20 @@ def default_labels(paths: Sequence[Path]) -> List[str]:
     return [f"{label}#{number}" for number, label in enumerate(labels, start=1)]  # the same path twice
 
 
+def training_logs(run: Optional[Path], most: int = 4) -> List[Path]:
+    """The run's ``log.jsonl`` after those of the runs it was initialised from (``--init_from`` as its
+    ``config.json`` records it, followed back up to ``most`` runs), oldest first; empty without a log."""
+    logs: List[Path] = []
+    while run is not None and len(logs) < most and (run / "log.jsonl").is_file() and run / "log.jsonl" not in logs:
+        logs.insert(0, run / "log.jsonl")
+        try:
+            start = json.loads((run / "config.json").read_text()).get("init_from")
+        except (OSError, ValueError, AttributeError):
+            start = None
+        run = None if not start else Path(start) if Path(start).is_dir() else run_folder_of(start)
+    return logs
+
+
 def gather(config: CompareConfig) -> List[ComparedEvaluation]:
     """Each input's evaluation, its label, and its run log; ``UsageError`` for a missing input, an older
     evaluation format, or class lists that differ."""
@@ -157,7 +171,7 @@ def gather(config: CompareConfig) -> List[ComparedEvaluation]:
                              f"vs {named(data.get('classes'))}): compare needs models of the same classes")
     labels = list(config.labels) or default_labels(
         [run if run is not None else source.with_suffix("") for source, run, _ in found])
-    return [ComparedEvaluation(label, data, source, None if run is None else Path(run) / "log.jsonl")
+    return [ComparedEvaluation(label, data, source, training_logs(None if run is None else Path(run)))
             for label, (source, run, data) in zip(labels, found)]
 
 

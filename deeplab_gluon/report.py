@@ -199,9 +199,25 @@ def curves_from_log(records: List[dict]) -> Dict[str, list]:
     return {"train": train, "val": val}
 
 
+def joined_curves(logs: Sequence[List[dict]]) -> Dict[str, list]:
+    """The curves of runs that continue one another (a phase 2 initialised from phase 1, oldest first) on one
+    iteration axis: each later run's iterations shifted by where the earlier ones ended. ``curves_from_log``'s
+    keys plus ``"starts"``, the shifted iterations where the later runs begin."""
+    joined: Dict[str, list] = {"train": [], "val": [], "starts": []}
+    offset = 0
+    for number, records in enumerate(logs):
+        curves = curves_from_log(records)
+        if number:
+            joined["starts"].append(offset)
+        for key in ("train", "val"):
+            joined[key] += [(offset + iteration, value) for iteration, value in curves[key]]
+        offset += max([iteration for key in ("train", "val") for iteration, _ in curves[key]], default=0)
+    return joined
+
+
 def overlaid_curves(curves: Dict[str, Dict[str, list]], path: Path) -> Path:
-    """Training loss and validation mIoU against iteration, one colour per run (``{label: curves_from_log}``);
-    11 x 4 inches."""
+    """Training loss and validation mIoU against iteration, one colour per run (``{label: curves_from_log}`` or
+    ``joined_curves``, whose ``starts`` are drawn as dotted lines); 11 x 4 inches."""
     figure = figure_of(11, 4)
     loss_axes = figure.add_subplot(1, 2, 1)
     val_axes = figure.add_subplot(1, 2, 2)
@@ -211,6 +227,9 @@ def overlaid_curves(curves: Dict[str, Dict[str, list]], path: Path) -> Path:
         if runs["val"]:
             iterations, scores = zip(*runs["val"])
             val_axes.plot(iterations, [100 * s for s in scores], color=colour, marker="o", label=label)
+        for start in runs.get("starts", ()):
+            for axes in (loss_axes, val_axes):
+                axes.axvline(start, color=colour, linestyle=":", linewidth=1)
     loss_axes.set(xlabel="iteration", ylabel="training loss", title="Training loss")
     val_axes.set(xlabel="iteration", ylabel="mIoU %", title="Validation mIoU", ylim=(0, 100))
     for axes in (loss_axes, val_axes):
@@ -498,11 +517,11 @@ def paired_verdict(first: str, second: str, interval: dict) -> str:
 @dataclass
 class ComparedEvaluation:
     """One model of a comparison: its label, its evaluation JSON (format 2, with per-image scores), where that
-    came from, and its run's log when there is one."""
+    came from, and its training logs: those of the runs it was initialised from, oldest first, then its own."""
     label: str
     evaluation: dict
     source: Path
-    run_log: Optional[Path] = None
+    run_logs: Sequence[Path] = ()
 
 
 def paired_scores(first: dict, second: dict) -> Optional[Tuple[np.ndarray, np.ndarray]]:
@@ -551,13 +570,14 @@ def write_comparison_report(folder, entries: Sequence[ComparedEvaluation], resam
     body.append(html_table(["model", "network", "evaluation", "iteration", "data", "images"]
                            + [label for _, label in SCORES], rows, "headline"))
 
-    curves = {}
-    for entry in entries:
-        if entry.run_log is not None and entry.run_log.is_file():
-            curves[entry.label] = curves_from_log(read_log(entry.run_log))
+    curves = {entry.label: joined_curves([read_log(log) for log in entry.run_logs])
+              for entry in entries if entry.run_logs}
     if curves:
         overlaid_curves(curves, folder / "curves.png")
         body.append('<h2>Training curves</h2><img src="curves.png" alt="training loss and validation mIoU">')
+        if any(runs["starts"] for runs in curves.values()):
+            body.append('<p class="note">A run initialised from another (<code>--init_from</code>, as phase 2 from '
+                        "phase 1) follows that run's curves; the dotted line marks where it starts.</p>")
         missing = [label for label in labels if label not in curves]
         if missing:
             body.append(f'<p class="note">No run log for {escape(", ".join(missing))}.</p>')

@@ -315,3 +315,20 @@ def test_the_demo_ends_with_the_report_of_phase_2(tmp_path):
     assert last.startswith(f"-m deeplab_gluon.evaluate --checkpoint {out}/phase2 ")
     assert f"--report {out}/report" in last and "--output_stride 8" in last
     assert result.stdout.splitlines()[-1] == f"report: {out}/report/index.html"
+
+
+def test_a_phase_2_curve_follows_the_run_it_was_initialised_from(tmp_path):
+    from deeplab_gluon.compare import training_logs
+    from deeplab_gluon.runlog import read_log
+
+    phase1, phase2 = tmp_path / "phase1", tmp_path / "phase2"
+    write_log(phase1, 0.2)  # train iterations 1..9, validations at 5 and 9
+    write_log(phase2, 0.4)
+    (phase2 / "config.json").write_text(json.dumps({"init_from": str(phase1 / "checkpoints" / "iter-0000009.ckpt")}))
+    logs = training_logs(phase2)
+    assert logs == [phase1 / "log.jsonl", phase2 / "log.jsonl"]
+    joined = report.joined_curves([read_log(log) for log in logs])
+    assert joined["starts"] == [9]
+    assert [iteration for iteration, _ in joined["train"]] == list(range(1, 10)) + list(range(10, 19))
+    assert joined["val"] == [(5, 0.1), (9, 0.2), (14, 0.2), (18, 0.4)]
+    assert training_logs(phase1) == [phase1 / "log.jsonl"] and training_logs(tmp_path / "none") == []
