@@ -162,4 +162,9 @@ if [ "$DEMO" = 1 ]; then
   echo "== predictions as colour PNGs in $OUT/predictions"
   "$PYTHON" -m deeplab_gluon.predict --checkpoint "$OUT/phase2" --output_dir "$OUT/predictions" \
     --input "$DATA_DIR/VOC2012/ImageSets/Segmentation/$VAL_SPLIT.txt" --gpus "$GPUS" --limit 8
+  # the HTML report scores the split once more (seconds at toy scale): its panels need the predictions
+  echo "== evaluation report of phase 2 in $OUT/report"
+  "$PYTHON" -m deeplab_gluon.evaluate --checkpoint "$OUT/phase2" --data_dir "$DATA_DIR" --dataset "$DATASET" \
+    --split "$VAL_SPLIT" --output_stride 8 --gpus "$GPUS" --progress 0 --report "$OUT/report" >/dev/null
+  echo "report: $OUT/report/index.html"
 fi

@@ -70,7 +70,8 @@ def flag(help: str, **options) -> dict:
     names live here only: ``backbone`` is ``--base_architecture``); ``aliases``; ``choices``; ``parse``,
     text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
     ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
-    must keep it to continue exactly; the job reads this, the parser ignores it).
+    must keep it to continue exactly; the job reads this, the parser ignores it); ``positional``, the
+    field is given by position, not by a flag (e.g. ``compare RUN_A RUN_B``; a list field takes one or more).
     """
     return {"help": help, **options}
 
@@ -156,6 +157,9 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
                        choices=meta.get("choices"), required=required)
         if "metavar" in meta or (name and "metavar" not in extra):
             options["metavar"] = meta.get("metavar") or name.upper()
+        if meta.get("positional"):  # argparse names a positional by its dest and refuses `required`
+            names = [options.pop("dest")]
+            options.pop("required")
         groups.get(group, parser).add_argument(*names, **options)
     parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     return parser

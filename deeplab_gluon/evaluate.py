@@ -17,7 +17,10 @@ Folder mode:
   Predictions and ground truth pair up by file stem; both may be palette PNGs (read as indices), grey
   PNGs of indices, or VOC-coloured RGB PNGs.
 
-Both print the per-class IoU table, pixAcc, mAcc, mIoU and fwIoU.
+Both print the per-class IoU table, pixAcc, mAcc, mIoU and fwIoU. ``--report DIR`` also writes an HTML
+report one opens from disk (``DIR/index.html``: scores, per-class IoU charts, the confusion matrix, the
+``--report_worst`` worst images, per_image.csv, the run's training curves); the JSON carries per-image
+scores (format 2), which ``python -m deeplab_gluon.compare`` reads.
 """
 from __future__ import annotations
 
@@ -28,22 +31,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint
 from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
-from .data import DATASETS, NAMED_CLASSES, EvalTransform, get_dataset, read_class_list
+from .data import DATASETS, NAMED_CLASSES, EvalTransform, get_dataset, read_class_list, read_image
 from .data.errors import DataError
-from .data.folder import LABEL_SUFFIXES, files_by_stem
-from .data.palette import VOC_CLASSES, read_label
+from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES, files_by_stem
+from .data.palette import VOC_CLASSES, full_palette, read_label
+from .data.registry import NAMED_COLOURS, checkpoint_palette
 from .devices import parse_devices
 from .inference import evaluate_dataset
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, PerImageScores
 from .models.spec import OUTPUT_STRIDES
 from .precision import InferenceFlags, prepare_checkpoint
+from .report import EVALUATION_FORMAT, WorstImage, WorstImages, write_evaluation_report
+from .runlog import run_folder_of
 
 PROG = "evaluate"
-FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file")
+FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file", "image_dir")
 CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
 CHECKPOINT_MODE, FOLDER_MODE, BOTH = "checkpoint mode", "folder mode", "both modes"
 
@@ -82,11 +89,18 @@ class EvaluateConfig(InferenceFlags):
         group=FOLDER_MODE))
     ids_file: Optional[Path] = field(default=None, metadata=flag(
         "score only the ids listed (one per line); default: every ground-truth file", group=FOLDER_MODE))
+    image_dir: Optional[Path] = field(default=None, metadata=flag(
+        "the images the predictions were made from (paired by file stem), shown in --report's panels",
+        group=FOLDER_MODE))
     ignore_label: Optional[int] = field(default=None, metadata=flag(
         "label of void pixels; default: the checkpoint's, else 255", group=BOTH))
     output: Optional[Path] = field(default=None, metadata=flag(
         "JSON file for the scores (checkpoint mode default: beside the checkpoint)", aliases=("out_json",),
         group=BOTH))
+    report: Optional[Path] = field(default=None, metadata=flag(
+        "also write an HTML report in this folder (index.html, opens from disk)", group=BOTH))
+    report_worst: int = field(default=12, metadata=flag(
+        "the report shows this many worst images by per-image mIoU", group=BOTH))
 
     @property
     def checkpoint_mode(self) -> bool:
@@ -124,6 +138,10 @@ class EvaluateConfig(InferenceFlags):
             problems.append(f"--ignore_label must be in 0..255, got {self.ignore_label}")
         if self.output is not None:
             problems.append(output_problem(self.output, "--output", folder=False))
+        if self.report is not None:
+            problems.append(output_problem(self.report, "--report", folder=True))
+        if self.report_worst < 0:
+            problems.append(f"--report_worst cannot be negative, got {self.report_worst}")
         return [problem for problem in problems if problem]
 
 
@@ -151,19 +169,22 @@ def pair_label_files(pred_dir, gt_dir, ids: Optional[Sequence[str]] = None) -> D
 
 
 def score_pairs(pairs: Dict[str, Tuple[Path, Path]], num_classes: int, ignore_label: int = 255,
-                progress: bool = True) -> ConfusionMatrix:
+                progress: bool = True, on_image=None) -> ConfusionMatrix:
     """The confusion matrix of each prediction against its ground truth; ``DataError`` naming a pair
-    that cannot be read or compared."""
+    that cannot be read or compared. ``on_image(stem, prediction (H, W), ground truth (H, W), counts (C, C))``,
+    when given, is called for each pair in order with its own confusion counts."""
     metric = ConfusionMatrix(num_classes, ignore_label)
-    for pred_path, gt_path in tqdm(pairs.values(), desc="scoring", unit="img", disable=not progress):
+    for stem, (pred_path, gt_path) in tqdm(pairs.items(), desc="scoring", unit="img", disable=not progress):
         pred, gt = read_label(pred_path), read_label(gt_path)
         if pred.shape != gt.shape:
             raise DataError(f"prediction {pred_path} is {pred.shape[1]}x{pred.shape[0]} but ground truth "
                             f"{gt_path} is {gt.shape[1]}x{gt.shape[0]}")
         try:
-            metric.update(pred, gt)
+            counts = metric.update(pred, gt)
         except ValueError as error:
             raise DataError(f"{pred_path} vs {gt_path}: {error}") from None
+        if on_image is not None:
+            on_image(stem, pred, gt, counts)
     return metric
 
 
@@ -192,6 +213,36 @@ def resolve_class_names(spec: Optional[str], num_classes: Optional[int]) -> List
     return names
 
 
+class PerImageCollector:
+    """The ``on_image`` hook of an evaluation: per-image scores of every image, and the predictions of the
+    ``worst`` lowest-scoring ones for the report's panels."""
+
+    def __init__(self, num_classes: int, worst: int):
+        self.scores = PerImageScores(num_classes)
+        self.worst = WorstImages(worst)
+
+    def __call__(self, image_id: str, prediction, label, counts) -> None:
+        miou = self.scores.add(image_id, counts)
+        self.worst.offer(len(self.scores) - 1, miou, prediction, np.asarray(label).astype(np.uint8))
+
+    def worst_images(self, read_image_at=None) -> List[WorstImage]:
+        """The kept worst images, lowest mIoU first; ``read_image_at(index)`` gives an image's RGB picture (or None)."""
+        return [WorstImage(index, self.scores.ids[index], miou, self.scores.pixel_accuracy[index], prediction, label,
+                           read_image_at(index) if read_image_at else None)
+                for index, miou, prediction, label in self.worst.kept()]
+
+
+def folder_palette(classes: Optional[str]) -> np.ndarray:
+    """Colours for folder mode's report: a named dataset's, a class list's when it gives every class one, else VOC's."""
+    if classes in NAMED_COLOURS:
+        return full_palette(NAMED_COLOURS[classes])
+    if classes is not None and Path(classes).is_file():
+        colours = read_class_list(Path(classes))[1]
+        if colours and all(colour is not None for colour in colours):
+            return full_palette(colours)
+    return full_palette(None)
+
+
 def run_folder_mode(config: EvaluateConfig) -> int:
     try:  # everything named by a flag is found before any file is scored: a problem here is a usage error
         names = resolve_class_names(config.classes, config.num_classes)
@@ -201,14 +252,32 @@ def run_folder_mode(config: EvaluateConfig) -> int:
                 raise DataError(f"ids file not found: {config.ids_file}")
             ids = [line.strip() for line in config.ids_file.read_text().splitlines() if line.strip()]
         pairs = pair_label_files(config.pred_dir, config.gt_dir, ids)
+        images = {}
+        if config.image_dir is not None:
+            images = files_by_stem(config.image_dir, IMAGE_SUFFIXES, "image")
+            if missing := [stem for stem in pairs if stem not in images]:
+                raise DataError(f"image not found: {config.image_dir / missing[0]}.* ({len(missing)} missing)")
     except (DataError, OSError, UnicodeDecodeError) as err:
         raise UsageError(str(err)) from None
     ignore_label = 255 if config.ignore_label is None else config.ignore_label
-    metric = score_pairs(pairs, len(names), ignore_label, progress=config.progress)
+    collector = PerImageCollector(len(names), config.report_worst if config.report else 0)
+    metric = score_pairs(pairs, len(names), ignore_label, progress=config.progress, on_image=collector)
     print(metric.table(names))
+    summary = metric.summary(names)
+    # the scores stay at the top level too, where the first folder-mode JSON had them
+    evaluation = {**summary, "format": EVALUATION_FORMAT, "pred_dir": str(config.pred_dir),
+                  "gt_dir": str(config.gt_dir), "num_images": len(pairs), "settings": {"ignore_label": ignore_label},
+                  "classes": names, "summary": summary, "confusion_matrix": metric.matrix.tolist(),
+                  "per_image": collector.scores.to_dict()}
     if config.output is not None:
         config.output.parent.mkdir(parents=True, exist_ok=True)
-        config.output.write_text(json.dumps(metric.summary(names), indent=2) + "\n")
+        config.output.write_text(json.dumps(evaluation, indent=2) + "\n")
+    if config.report is not None:
+        stems = list(pairs)
+        read = (lambda index: read_image(images[stems[index]])) if images else None
+        page = write_evaluation_report(config.report, evaluation, collector.scores, collector.worst_images(read),
+                                       folder_palette(config.classes), progress=config.progress)
+        print(f"wrote {page}")
     return 0
 
 
@@ -273,8 +342,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
         raise UsageError(f"{checkpoint.path} predicts {num_classes} classes but {dataset_name} dataset {data_dir} "
                          f"has {dataset.num_classes}")
     classes = checkpoint.classes if len(checkpoint.classes) == num_classes else list(dataset.classes)
-    if config.limit is not None:
-        dataset = dataset.take(config.limit)
+    if config.limit is not None:  # subset, not take: the report needs the samples' ids and pictures
+        dataset = dataset.subset(range(min(config.limit, len(dataset))))
     output_stride = config.output_stride or spec.output_stride
     output = config.output or default_output_path(checkpoint.path, config.split, config.scales, config.flip,
                                                   config.output_stride, spec.output_stride, config.limit,
@@ -290,12 +359,16 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
     net = prepare_checkpoint(plan.checkpoint, ctxs, plan.output_stride, config, plan.dataset_name, plan.data_dir)
     print(net.describe())
     start = time.time()
+    ids = list(getattr(plan.dataset, "ids", range(len(plan.dataset))))
+    collector = PerImageCollector(len(plan.classes), config.report_worst if config.report else 0)
     confusion = evaluate_dataset(net, plan.dataset, ctxs, len(plan.classes), plan.ignore_label, config.scales,
                                  config.flip, config.num_workers, progress=config.progress,
-                                 desc=f"eval {plan.dataset_name}/{config.split}")
+                                 desc=f"eval {plan.dataset_name}/{config.split}",
+                                 on_image=lambda index, *scored: collector(str(ids[index]), *scored))
     seconds = time.time() - start
     summary = confusion.summary(plan.classes)
     report = {
+        "format": EVALUATION_FORMAT, "model": plan.checkpoint.spec.name,
         "checkpoint": str(plan.checkpoint.path), "iteration": plan.checkpoint.iteration,
         "dataset": plan.dataset_name, "data_dir": str(plan.data_dir), "split": config.split,
         "num_images": len(plan.dataset),
@@ -304,7 +377,7 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
                      "ignore_label": plan.ignore_label, "limit": config.limit, "precision": net.precision,
                      "precision_notes": net.notes},
         "classes": plan.classes, "summary": summary, "confusion_matrix": confusion.matrix.tolist(),
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds, 3), "per_image": collector.scores.to_dict(),
     }
     plan.output.parent.mkdir(parents=True, exist_ok=True)
     plan.output.write_text(json.dumps(report, indent=1) + "\n")
@@ -315,6 +388,14 @@ def run_checkpoint_mode(config: EvaluateConfig) -> int:
           f"output stride {plan.output_stride}, {net.precision}, {seconds:.1f} s; "
           f"pixAcc {100 * (summary['pixAcc'] or 0):.2f}, mIoU {100 * (summary['mIoU'] or 0):.2f}")
     print(f"wrote {plan.output}")
+    if config.report is not None:
+        worst = collector.worst_images(lambda index: plan.dataset.read_sample(index)[0])
+        palette = getattr(plan.dataset, "palette", None)
+        page = write_evaluation_report(config.report, report, collector.scores, worst,
+                                       palette if palette is not None else checkpoint_palette(plan.checkpoint.meta),
+                                       run_log=run_folder_of(plan.checkpoint.path) / "log.jsonl",
+                                       progress=config.progress)
+        print(f"wrote {page}")
     return 0
 
 

@@ -60,21 +60,28 @@ def predict_labels(net, image: mx.nd.NDArray, scales: Sequence[float] = (1.0,), 
 
 def evaluate_dataset(net, dataset, ctxs: Sequence[mx.Context], num_classes: int, ignore_label: int = 255,
                      scales: Sequence[float] = (1.0,), flip: bool = False, num_workers: int = 0,
-                     progress: bool = True, desc: str = "eval", confusion=None):
+                     progress: bool = True, desc: str = "eval", confusion=None, on_image=None):
     """Score ``net`` on every image of ``dataset`` at full resolution, batch 1.
 
     ``dataset`` yields ``(image (3, H, W) float32 normalised, label (H, W))``. Images go round
     robin to ``ctxs``, which run concurrently. Returns the accumulated
-    :class:`~deeplab_gluon.metrics.ConfusionMatrix` (pass one to add to it).
+    :class:`~deeplab_gluon.metrics.ConfusionMatrix` (pass one to add to it). ``on_image(index,
+    prediction (H, W) int32, label (H, W), counts (C, C))``, when given, is called for each image in
+    order with its own confusion counts (e.g. for per-image scores).
     """
     confusion = confusion or ConfusionMatrix(num_classes, ignore_label)
     loader = mx.gluon.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
     bar = tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, leave=False)
     pending = []
+    done = [0]  # images scored so far: the index passed to on_image
 
     def flush():
         for prediction, label in pending:
-            confusion.update(prediction.asnumpy(), label)
+            prediction = prediction.asnumpy()
+            counts = confusion.update(prediction, label)
+            if on_image is not None:
+                on_image(done[0], prediction, label, counts)
+            done[0] += 1
         bar.update(len(pending))
         bar.set_postfix(mIoU=f"{confusion.miou():.4f}")
         pending.clear()

@@ -15,8 +15,9 @@ as None so it stays valid JSON.
 """
 from __future__ import annotations
 
+import csv
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -44,9 +45,10 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self.matrix[:] = 0
 
-    def update(self, pred, label) -> None:
+    def update(self, pred, label) -> np.ndarray:
         """Add one batch. ``pred`` and ``label``: integer class indices of the same shape, e.g. (N, H, W)
-        (numpy arrays or NDArrays; float arrays holding integers are accepted).
+        (numpy arrays or NDArrays; float arrays holding integers are accepted). Returns the batch's own
+        (num_classes, num_classes) counts, which for one image are its per-image confusion matrix.
 
         Raises ValueError naming the offending values for ground-truth labels outside
         ``[0, num_classes)`` other than ``ignore_label``, and for predictions outside that range at
@@ -66,7 +68,9 @@ class ConfusionMatrix:
                 raise ValueError(f"{name} values {shown} outside 0..{self.num_classes - 1} "
                                  f"(ignore_label {self.ignore_label})")
         counts = np.bincount(label * self.num_classes + pred, minlength=self.num_classes ** 2)
-        self.matrix += counts.reshape(self.num_classes, self.num_classes)
+        counts = counts.reshape(self.num_classes, self.num_classes)
+        self.matrix += counts
+        return counts
 
     def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
         """Add another matrix (e.g. from another process or device) into this one; returns self."""
@@ -163,3 +167,53 @@ class ConfusionMatrix:
 
     def __repr__(self) -> str:
         return f"ConfusionMatrix(num_classes={self.num_classes}, pixels={self.total}, mIoU={self.miou():.4f})"
+
+
+class PerImageScores:
+    """The scores of each image, from the (num_classes, num_classes) counts :meth:`ConfusionMatrix.update`
+    returns for it (so nothing is counted twice): pixel accuracy, mIoU over the classes present in the
+    image's ground truth or prediction, and ground-truth pixels per class. NaN where an image has no
+    valid pixel."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = int(num_classes)
+        self.ids: List[str] = []
+        self.pixel_accuracy: List[float] = []
+        self.miou: List[float] = []
+        self.class_pixels: List[np.ndarray] = []  # (num_classes,) int64 each: ground-truth pixels per class
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, image_id: str, counts: np.ndarray) -> float:
+        """Record one image from its (num_classes, num_classes) counts; returns its mIoU (NaN if undefined)."""
+        one = ConfusionMatrix(self.num_classes)
+        one.matrix = np.asarray(counts, dtype=np.int64).reshape(self.num_classes, self.num_classes)
+        self.ids.append(str(image_id))
+        self.pixel_accuracy.append(one.pixel_accuracy())
+        self.miou.append(one.miou())
+        self.class_pixels.append(one.matrix.sum(axis=1))
+        return self.miou[-1]
+
+    def worst(self, count: int) -> List[int]:
+        """Indices of the ``count`` images of lowest mIoU, lowest first (ties: the earlier image first);
+        images without a score are left out."""
+        scored = [index for index, value in enumerate(self.miou) if not math.isnan(value)]
+        return sorted(scored, key=lambda index: (self.miou[index], index))[:max(0, count)]
+
+    def to_dict(self) -> Dict[str, list]:
+        """JSON-ready ``{"ids", "pixAcc", "mIoU"}``, lists in image order (fractions; None for NaN)."""
+        return {"ids": list(self.ids), "pixAcc": [_finite_or_none(v) for v in self.pixel_accuracy],
+                "mIoU": [_finite_or_none(v) for v in self.miou]}
+
+    def write_csv(self, path, class_names: Sequence[str]) -> None:
+        """``id, pixAcc, mIoU, pixels_<class>...`` one row per image; scores as fractions, empty when undefined."""
+        if len(class_names) != self.num_classes:
+            raise ValueError(f"{len(class_names)} class names for {self.num_classes} classes")
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "pixAcc", "mIoU"] + [f"pixels_{name}" for name in class_names])
+            for row in zip(self.ids, self.pixel_accuracy, self.miou, self.class_pixels):
+                image_id, accuracy, miou, pixels = row
+                writer.writerow([image_id, "" if math.isnan(accuracy) else f"{accuracy:.6f}",
+                                 "" if math.isnan(miou) else f"{miou:.6f}"] + pixels.tolist())

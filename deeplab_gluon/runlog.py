@@ -25,6 +25,12 @@ class RunLog:
             handle.write(json.dumps(record, default=float) + "\n")
 
 
+def run_folder_of(checkpoint_path) -> Path:
+    """The run folder of a checkpoint file, where its ``log.jsonl`` is: ``run/checkpoints/iter-N.ckpt`` -> ``run``."""
+    folder = Path(checkpoint_path).parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
 def read_log(path) -> List[dict]:
     """Records of a JSON-lines log; a last line cut short by a crash is skipped."""
     records = []

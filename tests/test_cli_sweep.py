@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deeplab_gluon import convert_gluoncv, evaluate, export, predict, train
+from deeplab_gluon import compare, convert_gluoncv, evaluate, export, predict, train
 from deeplab_gluon.checkpoint import Checkpoint, checkpoint_name
 from deeplab_gluon.cli import build_parser
 from deeplab_gluon.data import make_toy_dataset, save_index_png, write_image
@@ -45,9 +45,9 @@ def _script(name):
 PREPARE_VOC, MAKE_TOY_DATA = _script("prepare_voc"), _script("make_toy_data")
 JOBS = {"train": train.main, "evaluate": evaluate.main, "evaluate folders": evaluate.main, "predict": predict.main,
         "export": export.main, "convert_gluoncv": convert_gluoncv.main, "prepare_voc": PREPARE_VOC.main,
-        "make_toy_data": MAKE_TOY_DATA.main}
+        "make_toy_data": MAKE_TOY_DATA.main, "compare": compare.main}
 # Flags that name what a command writes (train's --data_dir too: the toy set is generated there if absent)
-OUTPUT_FLAGS = {"--output", "--out_json", "--output_dir", "--out", "--download_dir", "--data_dir"}
+OUTPUT_FLAGS = {"--output", "--out_json", "--output_dir", "--out", "--download_dir", "--data_dir", "--report"}
 
 # A valid command for each job: each case adds (or overrides: argparse keeps the last) its own flags.
 BASE = {
@@ -66,10 +66,12 @@ BASE = {
                         "{out}/converted.ckpt"],
     "prepare_voc": ["--out", "{out}/voc"],
     "make_toy_data": ["--out", "{out}/toy", "--num_train", "1", "--num_val", "1", "--size", "24"],
+    "compare": ["{root}/eval_a.json", "{root}/eval_b.json", "--report", "{out}/compare", "--progress", "0",
+                "--resamples", "100"],
 }
 CONFIGS = {"train": train.TrainConfig, "evaluate": evaluate.EvaluateConfig, "evaluate folders": evaluate.EvaluateConfig,
            "predict": predict.PredictConfig, "export": export.ExportConfig,
-           "convert_gluoncv": convert_gluoncv.ConvertConfig}
+           "convert_gluoncv": convert_gluoncv.ConvertConfig, "compare": compare.CompareConfig}
 
 BAD_CHECKPOINTS = ["missing.ckpt", "empty.ckpt", "text.ckpt", "truncated.ckpt", "bitflip.ckpt", "no_meta.ckpt",
                    "meta_not_json.ckpt", "meta_without_model.ckpt", "unknown_backbone.ckpt", "empty_run",
@@ -107,7 +109,10 @@ def _table():
                   (f"evaluate-output-{target}", "evaluate", ["--output", f"{target}/s.json"], {1, 2}),
                   (f"convert_gluoncv-output-{target}", "convert_gluoncv", ["--output", f"{target}/c.ckpt"], {1, 2}),
                   (f"make_toy_data-out-{target}", "make_toy_data", ["--out", target], {1, 2}),
-                  (f"prepare_voc-out-{target}", "prepare_voc", ["--out", target, "--voc", "{root}/voc.tar"], {1, 2})]
+                  (f"prepare_voc-out-{target}", "prepare_voc", ["--out", target, "--voc", "{root}/voc.tar"], {1, 2}),
+                  (f"compare-report-{target}", "compare", ["--report", target], {2})]
+    for name in ("missing.json", "images/text.jpg", "good.ckpt", "empty_run", "run", "labels"):
+        cases.append((f"compare-input-{name}", "compare", [f"{{root}}/{name}"], {2}))  # a third input: refused
     cases += [
         ("train-data_dir-missing", "train", ["--dataset", "voc", "--data_dir", "{root}/missing"], {2}),
         ("train-broken-dataset-strict", "train", ["--data_dir", "{root}/broken_toy", "--skip_bad_samples", "0",
@@ -271,6 +276,12 @@ def sandbox(tmp_path_factory):
     (root / "truncated.tar").write_bytes((root / "voc.tar").read_bytes()[:700])
     (root / "afile").write_text("a file where a folder is expected")
     (root / "cwd").mkdir()  # the working folder: a CLI must not write there unasked
+    for name, miou in (("eval_a.json", [0.5, 0.25]), ("eval_b.json", [0.75, 0.5])):  # compare's inputs
+        (root / name).write_text(json.dumps({
+            "format": 2, "classes": list(TOY_CLASSES), "dataset": "toy", "split": "val",
+            "summary": {"pixAcc": 0.5, "mAcc": 0.5, "mIoU": miou[0], "fwIoU": 0.5,
+                        "IoU": {name: miou[0] for name in TOY_CLASSES}},
+            "per_image": {"ids": ["val_00000", "val_00001"], "pixAcc": [0.5, 0.5], "mIoU": miou}}))
     return root
 
 
