@@ -248,6 +248,16 @@ def check_free_space(path: Path, net: mx.gluon.Block, trainer: Optional[mx.gluon
                               f"the previous checkpoint files are intact")
 
 
+def load_model(path, ctx=None, output_stride: Optional[int] = None, precision: Optional[str] = None, **calibration):
+    """The trained fp32 network in a checkpoint file or run folder: ``Checkpoint.open(path).load(ctx,
+    output_stride)``. With ``precision`` use :func:`deeplab_gluon.load_model` (:mod:`deeplab_gluon.precision`,
+    a layer above this one, which this module does not import: docs/architecture.md)."""
+    if precision is not None or calibration:
+        raise TypeError("deeplab_gluon.checkpoint.load_model loads fp32 only; for precision= use "
+                        "deeplab_gluon.load_model (deeplab_gluon.precision.load_model)")
+    return Checkpoint.open(path).load(ctx, output_stride)
+
+
 def checkpoint_flag(path, flag_name: str = "--checkpoint") -> "Checkpoint":
     """The :class:`Checkpoint` a flag names; :class:`~deeplab_gluon.errors.UsageError` ``<flag>: <why>``
     (a checkpoint named on the command line that cannot be opened is the command's fault, exit 2)."""
