@@ -41,6 +41,7 @@ from .checkpoint import Checkpoint
 from .errors import UsageError
 from .flags import flag
 from .cpu_threads import ThreadsFlag
+from .models.deeplab import split_outputs
 from .models.spec import OUTPUT_STRIDES
 from .static_shapes import StaticShapeExecutors
 
@@ -89,7 +90,7 @@ def main_logits_block(net: HybridBlock) -> SymbolBlock:
     """
     data = mx.sym.var(INPUT_NAME)
     out = net(data)
-    main = out[0] if isinstance(out, (list, tuple)) else out
+    main = split_outputs(out)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SymbolBlock warns about parameter name prefixes
         return SymbolBlock(main, data, params=net.collect_params())
