@@ -55,12 +55,19 @@ def main(argv=None) -> int:
     parser.add_argument("--change", required=True, help="what this run changes against the row it is compared with")
     parser.add_argument("--command", required=True, help="the command that produced the run")
     parser.add_argument("--note", default="", help="e.g. what else ran on the machine meanwhile")
+    parser.add_argument("--evaluation", type=Path, help="an evaluate JSON of the final model whose mIoU is the "
+                        "row's figure (e.g. scored at another input scale than the run's validation)")
     args = parser.parse_args(argv)
     try:
         record = run_record(args.run_dir)
     except (OSError, ValueError, KeyError) as err:
         print(f"record_run.py: error: {args.run_dir}: not a finished run folder ({err})", file=sys.stderr)
         return 2
+    if args.evaluation:
+        scored = json.loads(args.evaluation.read_text())
+        record["evaluation"] = {"file": str(args.evaluation), "settings": scored.get("settings"),
+                                "summary": scored["summary"]}
+        record["final_val_mIoU"] = scored["summary"]["mIoU"]
     record = {"name": args.name, "change": args.change, "command": args.command, "note": args.note,
               "run_dir": str(args.run_dir), "date": datetime.date.today().isoformat(), "cpu": cpu_model(), **record}
     RESULTS.mkdir(parents=True, exist_ok=True)

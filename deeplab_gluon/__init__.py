@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # name -> module; imported on first use, so that `import deeplab_gluon` stays light and the
 # environment above is set before MXNet loads
 _API = {"ModelSpec": "models", "build_model": "models", "get_deeplab": "models", "get_model": "models",
-        "list_models": "models", "Checkpoint": "checkpoint", "load_model": "checkpoint",
+        "list_models": "models", "Checkpoint": "checkpoint", "load_model": "precision",
         "ConfusionMatrix": "metrics", "predict_labels": "inference", "predict_probs": "inference"}
 __all__ = sorted(_API)
 

@@ -23,7 +23,7 @@ from typing import List, Optional
 import mxnet as mx
 import numpy as np
 
-from .cli import JobError, mxnet_reason
+from .errors import JobError, UsageError, mxnet_reason
 from .models import ModelSpec, build_model
 
 SUFFIX = ".ckpt"
@@ -249,16 +249,22 @@ def check_free_space(path: Path, net: mx.gluon.Block, trainer: Optional[mx.gluon
 
 
 def load_model(path, ctx=None, output_stride: Optional[int] = None, precision: Optional[str] = None, **calibration):
-    """The trained network in a checkpoint file or run folder, ready for inference:
-    ``Checkpoint.open(path).load(ctx, output_stride)``; with ``precision`` (``fp32``, ``bf16`` or
-    ``int8``, and for int8 ``calib_images``, ``calib_mode``, ``calib_dir``) the network prepared by
-    :func:`~deeplab_gluon.precision.prepare_checkpoint`, which returns the main logits only."""
-    if precision is None:
-        return Checkpoint.open(path).load(ctx, output_stride)
-    from .precision import InferenceFlags, prepare_checkpoint
+    """The trained fp32 network in a checkpoint file or run folder: ``Checkpoint.open(path).load(ctx,
+    output_stride)``. With ``precision`` use :func:`deeplab_gluon.load_model` (:mod:`deeplab_gluon.precision`,
+    a layer above this one, which this module does not import: docs/architecture.md)."""
+    if precision is not None or calibration:
+        raise TypeError("deeplab_gluon.checkpoint.load_model loads fp32 only; for precision= use "
+                        "deeplab_gluon.load_model (deeplab_gluon.precision.load_model)")
+    return Checkpoint.open(path).load(ctx, output_stride)
 
-    return prepare_checkpoint(Checkpoint.open(path), ctx, output_stride, InferenceFlags(precision=precision,
-                                                                                        **calibration))
+
+def checkpoint_flag(path, flag_name: str = "--checkpoint") -> "Checkpoint":
+    """The :class:`Checkpoint` a flag names; :class:`~deeplab_gluon.errors.UsageError` ``<flag>: <why>``
+    (a checkpoint named on the command line that cannot be opened is the command's fault, exit 2)."""
+    try:
+        return Checkpoint.open(path)
+    except CheckpointError as err:
+        raise UsageError(f"{flag_name}: {err}") from None
 
 
 # ------------------------------------------------------------------------------ run-folder housekeeping

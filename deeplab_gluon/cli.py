@@ -27,15 +27,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from .config_file import ConfigFileError, config_tokens
 
+# Re-exported: defined in the leaf modules so that the layers below the commands can use them.
+from .errors import DataError, JobError, UsageError, mxnet_reason  # noqa: F401
+from .flags import flag  # noqa: F401
+
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
-
-
-class UsageError(Exception):
-    """A flag or an input the user must fix; the message is the one line to print (exit code 2)."""
-
-
-class JobError(RuntimeError):
-    """The work itself failed (exit code 1); the message says why and what to do."""
 
 
 class JobArgumentParser(argparse.ArgumentParser):
@@ -43,15 +39,6 @@ class JobArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
-
-
-def mxnet_reason(err: Exception) -> str:
-    """The reason in an ``MXNetError``'s text, whose first line is often just ``Traceback (most recent call last):``."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    reason = (lines[-1] if lines else type(err).__name__).split("MXNetError:", 1)[-1].strip()
-    if reason.startswith("Check failed:"):  # "Check failed: <condition>: <message>"
-        reason = reason.split(": ", 2)[-1]
-    return reason
 
 
 def fail(prog: str, message, code: int = USAGE) -> int:
@@ -62,19 +49,6 @@ def fail(prog: str, message, code: int = USAGE) -> int:
 
 
 # ------------------------------------------------------------------------------------------ declaring
-
-def flag(help: str, **options) -> dict:
-    """The metadata of a config field that is a flag: ``field(default=..., metadata=flag("help", ...))``.
-
-    Options: ``name``, the flag's spelling where it differs from the field's (the original recipe's
-    names live here only: ``backbone`` is ``--base_architecture``); ``aliases``; ``choices``; ``parse``,
-    text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
-    ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
-    must keep it to continue exactly; the job reads this, the parser ignores it); ``positional``, the
-    field is given by position, not by a flag (e.g. ``compare RUN_A RUN_B``; a list field takes one or more).
-    """
-    return {"help": help, **options}
-
 
 def parse_bool(text: str) -> bool:
     """``1/0``, ``true/false``, ``yes/no``, ``on/off``."""
@@ -224,8 +198,6 @@ def run_job(prog: str, config_class, work: Callable, argv: Optional[Sequence[str
     """Parse ``argv`` into ``config_class``, print every ``config.problems()`` (exit 2), then
     ``work(config)``; one line and exit 2 for a :class:`UsageError`, 1 for a :class:`JobError`, a
     ``DataError`` met during the work or an ``OSError``, 130 when interrupted."""
-    from .data.errors import DataError
-
     try:
         config = parse_config(config_class, prog, argv, description)
         problems = [problem for problem in config.problems() if problem]
@@ -277,10 +249,8 @@ def output_problem(path: Path, flag_name: str, folder: bool) -> Optional[str]:
 
 
 def checkpoint_flag(path, flag_name: str = "--checkpoint"):
-    """The :class:`~deeplab_gluon.checkpoint.Checkpoint` a flag names; :class:`UsageError` ``<flag>: <why>``."""
-    from .checkpoint import Checkpoint, CheckpointError
+    """:func:`deeplab_gluon.checkpoint.checkpoint_flag`, imported when called so that importing the flag
+    machinery does not load MXNet (the scripts that only parse flags start fast)."""
+    from .checkpoint import checkpoint_flag as open_checkpoint_flag
 
-    try:
-        return Checkpoint.open(path)
-    except CheckpointError as err:
-        raise UsageError(f"{flag_name}: {err}") from None
+    return open_checkpoint_flag(path, flag_name)

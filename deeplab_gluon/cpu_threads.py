@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import FrozenSet, Iterable, List, Mapping, MutableMapping, Optional, Tuple
 
-from .cli import flag
+from .flags import flag
 
 MXNET_MAX_THREADS = "MXNET_OMP_MAX_THREADS"  # read by MXNet when its library loads
 OMP_NUM_THREADS = "OMP_NUM_THREADS"

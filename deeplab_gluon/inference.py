@@ -8,11 +8,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .metrics import ConfusionMatrix
+from .models.deeplab import split_outputs
 
 
 def main_logits(output) -> mx.nd.NDArray:
     """The main logits (N, C, H, W) of a network's output: the first of (main, auxiliary), or the output."""
-    return output[0] if isinstance(output, (tuple, list)) else output
+    return split_outputs(output)[0]
 
 
 def image_to_batch(image: np.ndarray, ctx: mx.Context = None) -> mx.nd.NDArray:

@@ -8,6 +8,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .models.deeplab import split_outputs
+
 
 def count_valid(label, ignore_label: int = 255) -> int:
     """Number of pixels whose label is not ``ignore_label`` (NDArray or numpy array of any shape)."""
@@ -83,12 +85,7 @@ class SegmentationLoss(gluon.Block):
 
     def forward(self, outputs: Union[mx.nd.NDArray, Sequence[mx.nd.NDArray]], label: mx.nd.NDArray,
                 num_valid: Optional[Union[int, float, mx.nd.NDArray]] = None) -> mx.nd.NDArray:
-        if isinstance(outputs, (tuple, list)):
-            if not 1 <= len(outputs) <= 2:
-                raise ValueError(f"outputs must be logits or (logits, aux_logits), got {len(outputs)} arrays")
-            logits, aux_logits = outputs[0], (outputs[1] if len(outputs) == 2 else None)
-        else:
-            logits, aux_logits = outputs, None
+        logits, aux_logits = split_outputs(outputs)
         label = label.astype(logits.dtype, copy=False)
         valid = label != self.ignore_label
         safe_label = mx.nd.where(valid, label, mx.nd.zeros_like(label))  # ignored pixels pick class 0, masked

@@ -37,8 +37,11 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock, SymbolBlock
 
-from .cli import flag
+from .checkpoint import Checkpoint
+from .errors import UsageError
+from .flags import flag
 from .cpu_threads import ThreadsFlag
+from .models.deeplab import split_outputs
 from .models.spec import OUTPUT_STRIDES
 from .static_shapes import StaticShapeExecutors
 
@@ -87,7 +90,7 @@ def main_logits_block(net: HybridBlock) -> SymbolBlock:
     """
     data = mx.sym.var(INPUT_NAME)
     out = net(data)
-    main = out[0] if isinstance(out, (list, tuple)) else out
+    main = split_outputs(out)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SymbolBlock warns about parameter name prefixes
         return SymbolBlock(main, data, params=net.collect_params())
@@ -451,7 +454,6 @@ def calibration_source(checkpoint, flags: InferenceFlags, dataset: Optional[str]
     ``--calib_dir``, else the training split of ``dataset``/``data_dir`` (default: the checkpoint's).
     The loader raises :class:`~deeplab_gluon.cli.UsageError` when the images are not there.
     """
-    from .cli import UsageError
     from .data import DataError, EvalTransform, default_train_split, get_dataset, normalize_image, read_image
     from .data.folder import IMAGE_SUFFIXES
 
@@ -500,7 +502,6 @@ def prepare_checkpoint(checkpoint, ctxs, output_stride: Optional[int] = None, fl
     than the checkpoint's own (see :func:`calibration_source`). ``net``: the checkpoint's network already
     loaded on the one context at ``output_stride`` (export keeps it as its fp32 reference), else loaded here.
     """
-    from .cli import UsageError
 
     flags = flags or InferenceFlags()
     ctxs = list(ctxs) if isinstance(ctxs, (list, tuple)) else [ctxs or mx.cpu()]
@@ -518,3 +519,17 @@ def prepare_checkpoint(checkpoint, ctxs, output_stride: Optional[int] = None, fl
                                   flags.calib_images, source)
     return optimize_for_inference(net, flags.precision, ctxs[0], calibration_batches=calibration,
                                   calib_mode=flags.calib_mode, cache_prefix=cache)
+
+
+def load_model(path, ctx=None, output_stride: Optional[int] = None, precision: Optional[str] = None, **calibration):
+    """The trained network in a checkpoint file or run folder, ready for inference:
+    ``Checkpoint.open(path).load(ctx, output_stride)``; with ``precision`` (``fp32``, ``bf16`` or
+    ``int8``, and for int8 ``calib_images``, ``calib_mode``, ``calib_dir``) the network prepared by
+    :func:`prepare_checkpoint`, which returns the main logits only.
+
+    Lives here, above :mod:`~deeplab_gluon.checkpoint`, because it reaches the precision engine; the
+    checkpoint module stays below serving (docs/architecture.md)."""
+    checkpoint = Checkpoint.open(path)
+    if precision is None:
+        return checkpoint.load(ctx, output_stride)
+    return prepare_checkpoint(checkpoint, ctx, output_stride, InferenceFlags(precision=precision, **calibration))

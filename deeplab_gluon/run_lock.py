@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .cli import UsageError
+from .errors import UsageError
 
 LOCK_NAME = "run.lock"
 

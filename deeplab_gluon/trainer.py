@@ -21,8 +21,9 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, CheckpointError, checkpoint_name, list_checkpoints, prune_checkpoints
-from .cli import JobError, UsageError, checkpoint_flag
+from .checkpoint import (Checkpoint, CheckpointError, checkpoint_flag, checkpoint_name, list_checkpoints,
+                         prune_checkpoints)
+from .errors import JobError, UsageError
 from .cpu_threads import current_choice
 from .data import (DataError, EvalTransform, TrainTransform, get_dataset, make_toy_dataset, palette_colours,
                    wants_split)

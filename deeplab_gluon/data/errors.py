@@ -1,12 +1,7 @@
 """The one exception type for bad or missing data on disk, and reading a small text file with it."""
 
 
-class DataError(ValueError):
-    """A dataset, split list, image or label file is missing or unreadable.
-
-    The message always names the offending path, so that scripts can print it on one line
-    (exit status 2 when found before the work, 1 during it) instead of a traceback.
-    """
+from ..errors import DataError  # noqa: F401  (re-exported: it lives in the package's leaf module)
 
 
 def read_text(path, what: str) -> str:

@@ -43,6 +43,19 @@ class DeepLabV3(HybridBlock):
         return logits, F.contrib.BilinearResize2D(self.aux_head(stage3), x, mode="like")
 
 
+def split_outputs(outputs):
+    """``(logits, aux_logits or None)`` of a :class:`DeepLabV3`'s output, which is the logits
+    (N, C, H, W) alone, or ``(logits, aux_logits)`` with the auxiliary head; NDArrays or Symbols.
+
+    The one place that knows this output format (training loss, inference and the precision graphs use it).
+    """
+    if not isinstance(outputs, (tuple, list)):
+        return outputs, None
+    if not 1 <= len(outputs) <= 2:
+        raise ValueError(f"outputs must be logits or (logits, aux_logits), got {len(outputs)} arrays")
+    return outputs[0], (outputs[1] if len(outputs) == 2 else None)
+
+
 def head_rates(head: str, output_stride: int) -> Sequence[int]:
     """The atrous rates a head uses at an output stride (see ``heads.ASPP_RATES`` / ``VORTEX_RATES``)."""
     return (ASPP_RATES if head == "aspp" else VORTEX_RATES)[output_stride]

@@ -90,10 +90,14 @@ class ModelSpec:
 
     @classmethod
     def from_config(cls, config, **overrides) -> "ModelSpec":
-        """The spec named by the same-named fields of a job's config (e.g. ``TrainConfig``), plus ``overrides``."""
-        values = {field.name: getattr(config, field.name) for field in dataclasses.fields(cls)
-                  if hasattr(config, field.name)}
-        return cls(**{**values, **overrides})
+        """The spec named by a job's config (e.g. ``TrainConfig``), plus ``overrides``: each field of the
+        spec is the config's field of the same name, and a config without one (a renamed flag field) is a
+        ``TypeError`` naming it, not a silent fall-back to the spec's default."""
+        names = [field.name for field in dataclasses.fields(cls) if field.name not in overrides]
+        if missing := [name for name in names if not hasattr(config, name)]:
+            raise TypeError(f"{type(config).__name__} has no field for ModelSpec's {', '.join(missing)} "
+                            f"(renamed? pass it as ModelSpec.from_config(config, {missing[0]}=...))")
+        return cls(**{name: getattr(config, name) for name in names}, **overrides)
 
     def weight_differences(self, other: "ModelSpec") -> List[str]:
         """Why weights saved for ``self`` do not fit ``other``, one phrase per differing field."""

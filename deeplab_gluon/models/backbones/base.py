@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from ...cli import mxnet_reason
+from ...errors import mxnet_reason
 
 
 def check_output_stride(output_stride: int, supported: Tuple[int, ...]) -> None:

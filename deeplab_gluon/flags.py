@@ -1,0 +1,16 @@
+"""Declaring a flag on a job's config dataclass, in a leaf module: the runtime and serving layers
+(``cpu_threads.ThreadsFlag``, ``precision.InferenceFlags``) declare flags without importing the
+command-line machinery in :mod:`deeplab_gluon.cli`, which sits above them (docs/architecture.md)."""
+
+
+def flag(help: str, **options) -> dict:
+    """The metadata of a config field that is a flag: ``field(default=..., metadata=flag("help", ...))``.
+
+    Options: ``name``, the flag's spelling where it differs from the field's (the original recipe's
+    names live here only: ``backbone`` is ``--base_architecture``); ``aliases``; ``choices``; ``parse``,
+    text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
+    ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
+    must keep it to continue exactly; the job reads this, the parser ignores it); ``positional``, the
+    field is given by position, not by a flag (e.g. ``compare RUN_A RUN_B``; a list field takes one or more).
+    """
+    return {"help": help, **options}
