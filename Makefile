@@ -33,6 +33,7 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_scaling.py
 	$(PY) benchmarks/bench_precision.py

@@ -182,9 +182,14 @@ def _bf16(net: HybridBlock, ctx: mx.Context) -> HybridBlock:
     main.hybridize()
     main(mx.nd.zeros((1, 3, 64, 64), ctx=ctx))  # AMP converts the traced graph; its size binds nothing
     fp32_ops = [op for op in amp.list_fp32_ops(amp.amp.bfloat16) if op not in BF16_KEEP_FP32_EXCEPT]
+    # AMP treats Concat as dtype-neutral, but the DeepLabV3+ decoder concatenates the fp32 output of
+    # BilinearResize2D (an fp32 op) with bf16 low-level features, which Concat refuses: run it in fp32
+    nodes = json.loads(main(mx.sym.var(INPUT_NAME)).tojson())["nodes"]
+    fp32_concats = [node["name"] for node in nodes if node["op"] == "Concat" and "decoder" in node["name"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        converted = amp.convert_hybrid_block(main, target_dtype="bfloat16", fp32_ops=fp32_ops, ctx=ctx)
+        converted = amp.convert_hybrid_block(main, target_dtype="bfloat16", fp32_ops=fp32_ops,
+                                             excluded_sym_names=fp32_concats, ctx=ctx)
     return _hybridized(converted)
 
 

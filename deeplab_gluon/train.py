@@ -31,10 +31,11 @@ DATA, MODEL, OPTIMISATION, DEVICES, RUN = "data", "model", "optimisation", "devi
 
 
 def parse_head(text: str) -> str:
-    """``--aspp_or_vortex``: 1 or ``aspp`` is ASPP, 2 or ``vortex`` is Vortex Pooling."""
-    value = {"1": "aspp", "2": "vortex"}.get(str(text).strip(), str(text).strip().lower())
+    """``--aspp_or_vortex``: 1 or ``aspp`` is ASPP, 2 or ``vortex`` is Vortex Pooling, 3 or ``lite`` the
+    light head (1x1 + image pooling, no atrous branches)."""
+    value = {"1": "aspp", "2": "vortex", "3": "lite"}.get(str(text).strip(), str(text).strip().lower())
     if value not in HEADS:
-        raise argparse.ArgumentTypeError(f"expected 1 (ASPP) or 2 (Vortex Pooling), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 1 (ASPP), 2 (Vortex Pooling) or 3 (lite), got {text!r}")
     return value
 
 
@@ -80,7 +81,8 @@ class TrainConfig(ThreadsFlag):
     output_stride: int = field(default=16, metadata=flag(
         "8, 16 or 32", choices=OUTPUT_STRIDES, group=MODEL, recipe=True))
     head: str = field(default="aspp", metadata=flag(
-        "1: ASPP head, 2: Vortex Pooling head", name="aspp_or_vortex", parse=parse_head, metavar="1|2",
+        "1: ASPP head, 2: Vortex Pooling head, 3: lite head (1x1 + image pooling only, TF's MobileNetV2 head)",
+        name="aspp_or_vortex", parse=parse_head, metavar="1|2|3",
         group=MODEL, recipe=True))
     vortex_module: str = field(default="A", metadata=flag(
         "Vortex Pooling module A (independent poolings) or B (cascaded)", choices=VORTEX_MODULES,
@@ -106,6 +108,9 @@ class TrainConfig(ThreadsFlag):
         "checkpoint (or run folder: its latest checkpoint) whose weights start this run", group=MODEL))
     load_backbone_only: bool = field(default=False, metadata=flag(
         "with --init_from: take only the backbone's weights (e.g. for another class count)", group=MODEL))
+    separable: bool = field(default=False, metadata=flag(
+        "1: the head's atrous 3x3 convs and the decoder's 3x3 convs as depthwise 3x3 + pointwise 1x1 "
+        "(TF DeepLab's separable ASPP / decoder); 0: the paper's dense convs", group=MODEL, recipe=True))
 
     batch_size: int = field(default=16, metadata=flag(
         "images per forward/backward pass over all devices of this worker", group=OPTIMISATION, recipe=True))

@@ -158,7 +158,7 @@ def test_the_spec_round_trips_and_old_descriptions_load():
     assert ModelSpec.from_dict(before_gluoncv).head_variant == "deeplab"
     assert ModelSpec.from_dict(before_gluoncv).dilation_rule == "uniform"
     assert ModelSpec.from_dict(before_gluoncv).to_dict() == dict(before_gluoncv, head_variant="deeplab",
-                                                                 dilation_rule="uniform")
+                                                                 dilation_rule="uniform", separable=False)
     with pytest.raises(ValueError, match="written by a newer version"):
         ModelSpec.from_dict(dict(spec.to_dict(), backbone_width=2))
 

@@ -145,9 +145,10 @@ def test_unknown_backbones_are_refused(name):
 
 def test_registry_names_build_the_right_model():
     assert "deeplabv3_resnet101_v2_aspp" in list_models()
-    assert len([name for name in list_models() if name.startswith("deeplabv3_") and "_v2_" in name]) == 10
-    # 15 backbones x 2 heads x with or without the decoder, gluoncv's spelling
-    assert len(list_models()) == 60 and "deeplabv3plus_xception65_vortex" in list_models()
+    # 5 ResNet-v2 depths x (aspp, aspp_sep, vortex, vortex_sep, lite): the lite head has no 3x3 conv to separate
+    assert len([name for name in list_models() if name.startswith("deeplabv3_") and "_v2_" in name]) == 25
+    # 15 backbones x (5 DeepLabV3 + 6 DeepLabV3+: lite_sep too), gluoncv's spelling
+    assert len(list_models()) == 165 and "deeplabv3plus_xception65_vortex" in list_models()
     net = get_model("deeplabv3_resnet18_v2_vortex", num_classes=2, initialize=False)
     assert type(net.head).__name__ == "VortexHead" and net.backbone.depth == 18 and net.decoder is None
     plus = get_model("deeplabv3plus_mobilenetv2_1.0_aspp", num_classes=2, initialize=False)

@@ -62,8 +62,10 @@ def colour_blob_scene(rng, size: int):
 
 
 @functools.lru_cache(maxsize=2)  # several test files train the same one: once per session
-def trained_tiny_net(head: str = "aspp", iterations: int = 40, size: int = 48, seed: int = 0):
-    """A ResNet-18-v2 DeepLab (OS16, 5 classes) trained for ``iterations`` SGD steps of 8 colour-blob
+def trained_tiny_net(head: str = "aspp", iterations: int = 40, size: int = 48, seed: int = 0,
+                     backbone: str = "resnet18_v2", **spec_fields):
+    """A ResNet-18-v2 DeepLab (or ``backbone``, with ``spec_fields`` such as ``decoder``/``separable``; OS16,
+    5 classes) trained for ``iterations`` SGD steps of 8 colour-blob
     scenes, and 16 held-out scenes: ``(net, images (16, 3, size, size) normalised NDArray, labels (16, size,
     size) numpy)``. About 0.5 mIoU on the held-out scenes after 40 steps: confident on the blobs, unsure
     at their edges, as a real model is. A few seconds on 2 cores."""
@@ -75,7 +77,7 @@ def trained_tiny_net(head: str = "aspp", iterations: int = 40, size: int = 48, s
     images = np.stack([normalize_image(image) for image, _ in scenes])
     labels = np.stack([label for _, label in scenes]).astype(np.float32)
     mx.random.seed(seed)
-    net = get_deeplab("resnet18_v2", head, 16, num_classes=5)
+    net = get_deeplab(backbone, head, 16, num_classes=5, **spec_fields)
     net.hybridize(static_alloc=True)
     trainer = SegmentationTrainer(net, [mx.cpu()], learning_rate=0.05)
     for step in range(iterations):

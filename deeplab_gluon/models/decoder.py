@@ -9,7 +9,7 @@ from __future__ import annotations
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from .heads import HEAD_CHANNELS, ConvBNReLU
+from .heads import HEAD_CHANNELS, ConvBNReLU, conv3x3_bn_relu
 
 # the paper's choice (Table 1): 48 low-level channels keep the 256 head channels dominant
 LOW_LEVEL_PROJECTION = 48
@@ -25,6 +25,7 @@ class Decoder(HybridBlock):
     in_channels : channels of the head's features (256).
     dropout : before the classifier, as in the heads' :class:`~deeplab_gluon.models.heads.Classifier`
         (the head's own dropout and classifier are not used when a decoder follows).
+    separable : the two 3x3 convs as depthwise + pointwise (TF's ``decoder_use_separable_conv``).
     norm_layer, norm_kwargs : the normalisation layer and its arguments.
 
     Forward: ``head_features`` (N, in_channels, h, w) and ``low_level`` (N, low_level_channels,
@@ -33,14 +34,15 @@ class Decoder(HybridBlock):
     """
 
     def __init__(self, low_level_channels: int, num_classes: int, in_channels: int = HEAD_CHANNELS,
-                 dropout: float = 0.1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+                 dropout: float = 0.1, separable: bool = False, norm_layer=nn.BatchNorm, norm_kwargs=None,
+                 **kwargs):
         super().__init__(**kwargs)
         norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         with self.name_scope():
             self.project = ConvBNReLU(low_level_channels, LOW_LEVEL_PROJECTION, 1, **norm)
             self.fuse = nn.HybridSequential(prefix="")
-            self.fuse.add(ConvBNReLU(in_channels + LOW_LEVEL_PROJECTION, HEAD_CHANNELS, 3, **norm),
-                          ConvBNReLU(HEAD_CHANNELS, HEAD_CHANNELS, 3, **norm))
+            self.fuse.add(conv3x3_bn_relu(in_channels + LOW_LEVEL_PROJECTION, HEAD_CHANNELS, 1, separable, **norm),
+                          conv3x3_bn_relu(HEAD_CHANNELS, HEAD_CHANNELS, 1, separable, **norm))
             self.dropout = nn.Dropout(dropout) if dropout > 0 else None
             # small initial logits, as the heads' classifier
             self.classifier = nn.Conv2D(num_classes, 1, in_channels=HEAD_CHANNELS,

@@ -57,7 +57,10 @@ def split_outputs(outputs):
 
 
 def head_rates(head: str, output_stride: int) -> Sequence[int]:
-    """The atrous rates a head uses at an output stride (see ``heads.ASPP_RATES`` / ``VORTEX_RATES``)."""
+    """The atrous rates a head uses at an output stride (see ``heads.ASPP_RATES`` / ``VORTEX_RATES``);
+    the ``lite`` head has none."""
+    if head == "lite":
+        return ()
     return (ASPP_RATES if head == "aspp" else VORTEX_RATES)[output_stride]
 
 
@@ -91,13 +94,14 @@ def build_model(spec: ModelSpec, ctx=None, *, freeze_bn: bool = False, syncbn: b
                         dilation_rule=spec.dilation_rule, **norm)
     rates = head_rates(spec.head, spec.output_stride)
     head_classes = None if spec.decoder else spec.num_classes  # with a decoder, the head gives features
-    head_options = dict(dropout=dropout, variant=spec.head_variant, **norm)
-    if spec.head == "aspp":
+    head_options = dict(dropout=dropout, variant=spec.head_variant, separable=spec.separable, **norm)
+    if spec.head in ("aspp", "lite"):  # lite: ASPP without its atrous branches
         context_head = ASPPHead(body.out_channels, head_classes, rates, **head_options)
     else:
         context_head = VortexHead(body.out_channels, head_classes, rates, module=spec.vortex_module, **head_options)
     aux_head = FCNHead(body.stage3_channels, spec.num_classes, dropout=dropout, **norm) if spec.aux else None
-    decoder = Decoder(body.low_level_channels, spec.num_classes, dropout=dropout, **norm) if spec.decoder else None
+    decoder = (Decoder(body.low_level_channels, spec.num_classes, dropout=dropout, separable=spec.separable, **norm)
+               if spec.decoder else None)
     net = DeepLabV3(body, context_head, aux_head, decoder)
     if freeze_bn:
         freeze_batchnorm(net)
@@ -122,18 +126,19 @@ def get_deeplab(backbone: str = "resnet50_v2", head: str = "aspp", output_stride
                 num_classes: int = 21, pretrained_base: Optional[str] = None,
                 multi_grid: Optional[Sequence[int]] = None, aux: bool = False, freeze_bn: bool = False,
                 vortex_module: str = "A", decoder: bool = False, head_variant: str = "deeplab",
-                dilation_rule: str = "uniform", ctx=None, initialize: bool = True, **build_kwargs) -> DeepLabV3:
+                dilation_rule: str = "uniform", separable: bool = False, ctx=None, initialize: bool = True,
+                **build_kwargs) -> DeepLabV3:
     """Build a DeepLabV3 from keywords: ``build_model(ModelSpec(backbone, head, ...), ctx, ...)``.
 
     ``backbone``: any name :func:`list_backbones` gives (``resnet_v2_50`` is accepted too); ``head``:
-    ``"aspp"`` or ``"vortex"``; ``output_stride``: 8, 16 or 32; ``multi_grid``: unit rates of the last
+    ``"aspp"``, ``"vortex"`` or ``"lite"`` (1x1 + image pooling only); ``output_stride``: 8, 16 or 32; ``multi_grid``: unit rates of the last
     stage, e.g. ``(1, 2, 4)``; ``aux``: the FCN auxiliary head on stage 3; ``decoder``: DeepLabV3+;
     ``head_variant``: ``"deeplab"`` or ``"gluoncv"``; ``dilation_rule``: ``"uniform"`` or ``"gluoncv"``
-    (ResNet-v1b/v1s). The rest as in :func:`build_model`.
+    (ResNet-v1b/v1s); ``separable``: depthwise-separable atrous and decoder convs. The rest as in :func:`build_model`.
     """
     spec = ModelSpec(backbone=backbone, head=head, num_classes=num_classes, output_stride=output_stride,
                      multi_grid=tuple(multi_grid or ()), vortex_module=vortex_module, aux=aux, decoder=decoder,
-                     head_variant=head_variant, dilation_rule=dilation_rule)
+                     head_variant=head_variant, dilation_rule=dilation_rule, separable=separable)
     return build_model(spec, ctx, freeze_bn=freeze_bn, pretrained_base=pretrained_base, initialize=initialize,
                        **build_kwargs)
 
@@ -157,10 +162,12 @@ def freeze_batchnorm(net: mx.gluon.Block) -> None:
         layer.beta.grad_req = "null"
 
 
-# name -> the spec fields it fixes, e.g. "deeplabv3_resnet101_v2_aspp"
-MODEL_REGISTRY = {ModelSpec(backbone=backbone, head=head, decoder=decoder).name:
-                  dict(backbone=backbone, head=head, decoder=decoder)
-                  for backbone in BACKBONES for head in HEADS for decoder in (False, True)}
+# name -> the spec fields it fixes, e.g. "deeplabv3_resnet101_v2_aspp", "deeplabv3plus_mobilenetv2_1.0_lite_sep".
+# The lite head without a decoder has no 3x3 conv, so "_lite_sep" would name the same network as "_lite": left out.
+MODEL_REGISTRY = {ModelSpec(backbone=backbone, head=head, decoder=decoder, separable=separable).name:
+                  dict(backbone=backbone, head=head, decoder=decoder, separable=separable)
+                  for backbone in BACKBONES for head in HEADS for decoder in (False, True)
+                  for separable in (False, True) if not (head == "lite" and separable and not decoder)}
 
 
 def list_models() -> List[str]:

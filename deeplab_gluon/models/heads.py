@@ -44,6 +44,35 @@ class ConvBNReLU(HybridBlock):
         return F.Activation(self.bn(self.conv(x)), act_type="relu")
 
 
+class SeparableConvBNReLU(HybridBlock):
+    """Depthwise 3x3 conv (dilated) -> norm -> ReLU -> pointwise 1x1 conv -> norm -> ReLU.
+
+    TF DeepLab's ``aspp_with_separable_conv`` / ``decoder_use_separable_conv`` unit: (N, C_in, h, w) ->
+    (N, channels, h, w) at ``9 * C_in + C_in * channels`` multiply-adds per position instead of the dense
+    3x3's ``9 * C_in * channels``. Block names ``depthwise``/``pointwise`` let int8 find the depthwise conv.
+    """
+
+    def __init__(self, in_channels, channels, dilation=1, norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.depthwise = nn.Conv2D(in_channels, 3, padding=dilation, dilation=dilation, groups=in_channels,
+                                       use_bias=False, in_channels=in_channels, prefix="depthwise_")
+            self.depthwise_bn = norm_layer(in_channels=in_channels, **(norm_kwargs or {}))
+            self.pointwise = ConvBNReLU(in_channels, channels, 1, norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+
+    def hybrid_forward(self, F, x):
+        return self.pointwise(F.Activation(self.depthwise_bn(self.depthwise(x)), act_type="relu"))
+
+
+def conv3x3_bn_relu(in_channels, channels, dilation=1, separable=False, norm_layer=nn.BatchNorm,
+                    norm_kwargs=None) -> HybridBlock:
+    """A 3x3 (dilated) conv-BN-ReLU of a head or decoder: dense, or ``separable`` (:class:`SeparableConvBNReLU`)."""
+    norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+    if separable:
+        return SeparableConvBNReLU(in_channels, channels, dilation, **norm)
+    return ConvBNReLU(in_channels, channels, 3, dilation=dilation, **norm)
+
+
 class ImagePooling(HybridBlock):
     """Image-level branch: global average pool -> 1x1 conv -> norm -> ReLU -> back to h x w.
 
@@ -126,11 +155,14 @@ class ASPPHead(HybridBlock):
     gluoncv's ``_ASPP`` has the same branches (its rates are 12, 24, 36 at its fixed output
     stride 8, as ``ASPP_RATES[8]``), but upsamples its pooling branch to a size fixed at
     construction; :class:`ImagePooling` broadcasts to the feature map's size at run time.
+
+    ``separable``: each atrous branch is a :class:`SeparableConvBNReLU` (TF's ``aspp_with_separable_conv``).
+    ``rates=()``: the 1x1 and image-pooling branches only, TF DeepLab's MobileNetV2 head (the ``lite`` head).
     """
 
     def __init__(self, in_channels: int, num_classes: Optional[int], rates: Sequence[int] = (6, 12, 18),
-                 dropout: float = 0.1, variant: str = "deeplab", norm_layer=nn.BatchNorm, norm_kwargs=None,
-                 **kwargs):
+                 dropout: float = 0.1, variant: str = "deeplab", separable: bool = False, norm_layer=nn.BatchNorm,
+                 norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.rates = tuple(rates)
         norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
@@ -138,7 +170,7 @@ class ASPPHead(HybridBlock):
             self.branches = nn.HybridSequential(prefix="")  # container only; forward calls each
             self.branches.add(ConvBNReLU(in_channels, HEAD_CHANNELS, 1, **norm))
             for rate in self.rates:
-                self.branches.add(ConvBNReLU(in_channels, HEAD_CHANNELS, 3, dilation=rate, **norm))
+                self.branches.add(conv3x3_bn_relu(in_channels, HEAD_CHANNELS, rate, separable, **norm))
             self.branches.add(ImagePooling(in_channels, HEAD_CHANNELS, **norm))
             self.fusion = head_fusion(HEAD_CHANNELS * len(self.branches), num_classes, variant, dropout, **norm)
 
@@ -222,11 +254,12 @@ class VortexHead(HybridBlock):
     ``module="B"`` cascades the poolings (3x3 box, then 3x3 taps 3 apart = 9x9 box, then taps
     9 apart = 27x27 box), sharing work between branches; it needs each rate 3x the previous.
     Even rates pool over r + 1 so the window stays centred. The fusion is :func:`head_fusion` of ``variant``.
+    ``separable``: each atrous conv is a :class:`SeparableConvBNReLU`.
     """
 
     def __init__(self, in_channels: int, num_classes: Optional[int], rates: Sequence[int] = (3, 9, 27),
-                 module: str = "A", dropout: float = 0.1, variant: str = "deeplab", norm_layer=nn.BatchNorm,
-                 norm_kwargs=None, **kwargs):
+                 module: str = "A", dropout: float = 0.1, variant: str = "deeplab", separable: bool = False,
+                 norm_layer=nn.BatchNorm, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         self.rates, self.module = tuple(rates), module.upper()
         if self.module not in ("A", "B"):
@@ -245,7 +278,7 @@ class VortexHead(HybridBlock):
                 self.pools.add(DilatedBoxAverage(previous))
             self.atrous = nn.HybridSequential(prefix="")
             for rate in self.rates:
-                self.atrous.add(ConvBNReLU(in_channels, HEAD_CHANNELS, 3, dilation=rate, **norm))
+                self.atrous.add(conv3x3_bn_relu(in_channels, HEAD_CHANNELS, rate, separable, **norm))
             self.fusion = head_fusion(HEAD_CHANNELS * (2 + len(self.rates)), num_classes, variant, dropout, **norm)
 
     def hybrid_forward(self, F, x):

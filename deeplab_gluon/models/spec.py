@@ -8,7 +8,8 @@ from typing import List, Tuple
 from .backbones import canonical_backbone, check_dilation_rule
 from .heads import HEAD_VARIANTS
 
-HEADS = ("aspp", "vortex")
+# "lite": image pooling + 1x1 branch, no atrous branches (TF DeepLab's MobileNetV2 head)
+HEADS = ("aspp", "vortex", "lite")
 OUTPUT_STRIDES = (8, 16, 32)
 VORTEX_MODULES = ("A", "B")
 
@@ -23,7 +24,7 @@ class ModelSpec:
     """
 
     backbone: str = "resnet50_v2"
-    head: str = "aspp"                  # "aspp" or "vortex"
+    head: str = "aspp"                  # "aspp", "vortex" or "lite" (no atrous branches)
     num_classes: int = 21
     output_stride: int = 16             # 8, 16 or 32; changes no weight
     multi_grid: Tuple[int, ...] = ()    # unit rates of the last stage, e.g. (1, 2, 4); changes no weight
@@ -37,9 +38,12 @@ class ModelSpec:
     # "uniform", or "gluoncv" (ResNet-v1b/v1s: the first block of a dilated stage at half its rate,
     # see backbones/resnet_v1b.py); changes no weight
     dilation_rule: str = "uniform"
+    # the head's atrous 3x3 convs and the decoder's 3x3 convs as depthwise 3x3 + pointwise 1x1 (TF's
+    # aspp_with_separable_conv / decoder_use_separable_conv); off: the paper's dense convs
+    separable: bool = False
 
     # what must agree for a checkpoint's weights to fit a network
-    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux", "decoder", "head_variant")
+    WEIGHT_FIELDS = ("backbone", "head", "num_classes", "aux", "decoder", "head_variant", "separable")
 
     def __post_init__(self):
         normalised = dict(backbone=canonical_backbone(self.backbone), head=str(self.head).lower(),
@@ -47,7 +51,7 @@ class ModelSpec:
                           multi_grid=tuple(int(rate) for rate in (self.multi_grid or ())),
                           num_classes=int(self.num_classes), output_stride=int(self.output_stride),
                           aux=bool(self.aux), decoder=bool(self.decoder), head_variant=str(self.head_variant).lower(),
-                          dilation_rule=str(self.dilation_rule).lower())
+                          dilation_rule=str(self.dilation_rule).lower(), separable=bool(self.separable))
         for name, value in normalised.items():  # frozen: normalise in place once, here
             object.__setattr__(self, name, value)
         if self.head not in HEADS:
@@ -67,9 +71,11 @@ class ModelSpec:
     @property
     def name(self) -> str:
         """The registry-style name, e.g. ``deeplabv3_resnet101_v2_aspp``, ``deeplabv3plus_xception65_vortex``;
-        a gluoncv-style head adds ``_gluoncv`` (``deeplabv3_resnet101_v1s_aspp_gluoncv``)."""
+        a gluoncv-style head adds ``_gluoncv`` (``deeplabv3_resnet101_v1s_aspp_gluoncv``), separable convs
+        ``_sep`` (``deeplabv3plus_mobilenetv2_1.0_lite_sep``)."""
         variant = "" if self.head_variant == "deeplab" else f"_{self.head_variant}"
-        return f"deeplabv3{'plus' if self.decoder else ''}_{self.backbone}_{self.head}{variant}"
+        separable = "_sep" if self.separable else ""
+        return f"deeplabv3{'plus' if self.decoder else ''}_{self.backbone}_{self.head}{variant}{separable}"
 
     def replace(self, **changes) -> "ModelSpec":
         """A copy with some fields changed, e.g. ``spec.replace(output_stride=8)``."""
