@@ -29,6 +29,7 @@ def test_a_config_without_a_spec_field_is_refused_by_name():
         use_decoder: bool = True
         head_variant: str = "deeplab"
         dilation_rule: str = "uniform"
+        separable: bool = False
 
     with pytest.raises(TypeError, match="Renamed has no field for ModelSpec's decoder"):
         ModelSpec.from_config(Renamed())
