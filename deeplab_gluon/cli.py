@@ -72,6 +72,7 @@ def flag(help: str, **options) -> dict:
     ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
     must keep it to continue exactly; the job reads this, the parser ignores it); ``positional``, the
     field is given by position, not by a flag (e.g. ``compare RUN_A RUN_B``; a list field takes one or more).
+    ``shown_default``, the default as ``--help`` shows it where the value differs from what one types.
     """
     return {"help": help, **options}
 
@@ -148,6 +149,7 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
         default = field.default if field.default is not dataclasses.MISSING else (
             field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
         shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
+        shown = meta.get("shown_default", shown)  # the default as typed, e.g. --aspp_or_vortex 1 for "aspp"
         required, name, group = meta.get("required", False), meta.get("name"), meta.get("group")
         help_text = meta["help"] if default in (None, "", ()) or required else f"{meta['help']} (default: {shown})"
         if group and group not in groups:

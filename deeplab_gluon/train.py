@@ -81,7 +81,7 @@ class TrainConfig(ThreadsFlag):
         "8, 16 or 32", choices=OUTPUT_STRIDES, group=MODEL, recipe=True))
     head: str = field(default="aspp", metadata=flag(
         "1: ASPP head, 2: Vortex Pooling head", name="aspp_or_vortex", parse=parse_head, metavar="1|2",
-        group=MODEL, recipe=True))
+        group=MODEL, recipe=True, shown_default="1"))
     vortex_module: str = field(default="A", metadata=flag(
         "Vortex Pooling module A (independent poolings) or B (cascaded)", choices=VORTEX_MODULES,
         group=MODEL, recipe=True))
