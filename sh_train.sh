@@ -14,6 +14,7 @@
 #                          from the last one's weights) into OUT/phase*, OUT/final naming the last, then
 #                          the final model scored on DIR's val split (see docs/recipes.md)
 # PYTHON: the project's .venv/bin/python where it exists, else python.
+# DRY_RUN=1: check the arguments and print each command (prefixed "+ ") instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "sh_train.sh: $1 needs a value" >&2; exit 2; }
       case "$1" in --recipe) RECIPE=$2 ;; --data_dir) export DATA_DIR=$2 ;; --output_dir) export OUT=$2 ;; esac
       shift ;;
-    --help|-h) sed -n '2,20p' "$0"; exit 0 ;;
+    --help|-h) sed -n '2,17p' "$0"; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
     *=*) export "${1?}" ;;
     *) echo "sh_train.sh: unknown argument '$1' (use NAME=VALUE, --demo, --recipe NAME, or -- train.py flags)" >&2
@@ -38,6 +39,12 @@ done
 
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+
+if [ "${DRY_RUN:-0}" = 1 ]; then  # print, don't run: every "$PYTHON" call below goes through here
+  run_python() { printf '+ %s' "$PYTHON"; printf ' %q' "$@"; echo; }
+else
+  run_python() { "$PYTHON" "$@"; }
 fi
 
 resume_flag() {  # continue a phase that has checkpoints; start it fresh otherwise
@@ -61,14 +68,14 @@ if [ -n "$RECIPE" ]; then
       echo "== $phase already finished ($OUT/$phase/summary.json)"
     else
       echo "== $phase: $config"
-      "$PYTHON" train.py --config "$config" --data_dir "$DATA_DIR" --output_dir "$OUT/$phase" \
+      run_python train.py --config "$config" --data_dir "$DATA_DIR" --output_dir "$OUT/$phase" \
         ${previous:+--init_from "$OUT/$previous"} --resume "$(resume_flag "$OUT/$phase")" "${EXTRA[@]}"
     fi
     previous=$phase
   done
-  ln -sfn "$previous" "$OUT/final"
+  [ "${DRY_RUN:-0}" = 1 ] || ln -sfn "$previous" "$OUT/final"
   echo "== evaluation of $OUT/final on $DATA_DIR's val split"
-  "$PYTHON" -m deeplab_gluon.evaluate --checkpoint "$OUT/final" --data_dir "$DATA_DIR" --split val
+  run_python -m deeplab_gluon.evaluate --checkpoint "$OUT/final" --data_dir "$DATA_DIR" --split val
   elapsed=$(( $(date +%s) - started ))
   echo "== recipe $RECIPE done: $OUT/final is the model; wall time $((elapsed / 60)) min $((elapsed % 60)) s (training, validation and evaluation)"
   exit 0
@@ -109,7 +116,7 @@ else
   case "$ARCH" in resnet*) MULTI_GRID=${MULTI_GRID-1,2,4} ;; *) MULTI_GRID=${MULTI_GRID-} ;; esac
   PHASE1_ITERS=${PHASE1_ITERS:-30000}; PHASE1_BATCH=${PHASE1_BATCH:-16}; PHASE1_LR=${PHASE1_LR:-7e-3}
   PHASE2_ITERS=${PHASE2_ITERS:-30000}; PHASE2_BATCH=${PHASE2_BATCH:-8}; PHASE2_LR=${PHASE2_LR:-1e-3}
-  WORKERS=${WORKERS:-4}; OUT=${OUT:-runs/voc_$HEAD_NAME$( [ "$DECODER" = 1 ] && echo _decoder)}; VAL_EVERY=${VAL_EVERY:-5}
+  WORKERS=${WORKERS:-4}; OUT=${OUT:-runs/voc_$HEAD_NAME$( [ "$DECODER" = 1 ] && echo _decoder || true)}; VAL_EVERY=${VAL_EVERY:-5}
   SCALE_RANGE=${SCALE_RANGE:-0.5,2.0}    # the paper's
 fi
 VAL_SPLIT=${VAL_SPLIT:-val}
@@ -126,28 +133,28 @@ echo "== phase 1: output stride 16, BatchNorm training, $PHASE1_ITERS iterations
 if phase1_done; then
   echo "phase 1 already finished ($OUT/phase1/summary.json)"
 else
-  "$PYTHON" train.py "${common[@]}" --output_stride 16 --freeze_batch_norm 0 \
+  run_python train.py "${common[@]}" --output_stride 16 --freeze_batch_norm 0 \
     --batch_size "$PHASE1_BATCH" --initial_learning_rate "$PHASE1_LR" --max_iter "$PHASE1_ITERS" \
     ${PRETRAINED:+--pre_trained_model "$PRETRAINED"} --output_dir "$OUT/phase1" \
     --resume "$(resume_flag "$OUT/phase1")" "${EXTRA[@]}"
 fi
 
 echo "== phase 2: output stride 8, BatchNorm frozen, $PHASE2_ITERS iterations, batch $PHASE2_BATCH"
-"$PYTHON" train.py "${common[@]}" --output_stride 8 --freeze_batch_norm 1 \
+run_python train.py "${common[@]}" --output_stride 8 --freeze_batch_norm 1 \
   --batch_size "$PHASE2_BATCH" --initial_learning_rate "$PHASE2_LR" --max_iter "$PHASE2_ITERS" \
   --init_from "$OUT/phase1" --output_dir "$OUT/phase2" \
   --resume "$(resume_flag "$OUT/phase2")" "${EXTRA[@]}"
 
 if [ "$DEMO" = 1 ]; then
   echo "== evaluation on $VAL_SPLIT (output stride 8, single scale)"
-  "$PYTHON" -m deeplab_gluon.evaluate --checkpoint "$OUT/phase2" --data_dir "$DATA_DIR" --dataset "$DATASET" \
+  run_python -m deeplab_gluon.evaluate --checkpoint "$OUT/phase2" --data_dir "$DATA_DIR" --dataset "$DATASET" \
     --split "$VAL_SPLIT" --output_stride 8 --gpus "$GPUS"
 else
   # What the paper reports: phase 1 scored at OS16, at OS8, at OS8 with multi-scale + flip; then phase 2 at OS8.
   evaluation() {  # name checkpoint-folder output-stride [evaluate flags...]
     local name=$1 run=$2 stride=$3; shift 3
     echo "== evaluation $name: $run on $VAL_SPLIT at output stride $stride $*"
-    "$PYTHON" -m deeplab_gluon.evaluate --checkpoint "$run" --data_dir "$DATA_DIR" --dataset "$DATASET" \
+    run_python -m deeplab_gluon.evaluate --checkpoint "$run" --data_dir "$DATA_DIR" --dataset "$DATASET" \
       --split "$VAL_SPLIT" --output_stride "$stride" --gpus "$GPUS" --output "$OUT/eval/$name.json" "$@"
   }
   evaluation phase1_os16 "$OUT/phase1" 16
@@ -155,16 +162,16 @@ else
   evaluation phase1_os8_msflip "$OUT/phase1" 8 --scales 0.5,0.75,1.0,1.25,1.5,1.75 --flip 1
   evaluation phase2_os8 "$OUT/phase2" 8
   echo "== $OUT against the DeepLabV3 paper (ResNet-101, Multi-Grid 1,2,4, VOC 2012 val)"
-  "$PYTHON" scripts/paper_table.py "$OUT/eval"
+  run_python scripts/paper_table.py "$OUT/eval"
 fi
 
 if [ "$DEMO" = 1 ]; then
   echo "== predictions as colour PNGs in $OUT/predictions"
-  "$PYTHON" -m deeplab_gluon.predict --checkpoint "$OUT/phase2" --output_dir "$OUT/predictions" \
+  run_python -m deeplab_gluon.predict --checkpoint "$OUT/phase2" --output_dir "$OUT/predictions" \
     --input "$DATA_DIR/VOC2012/ImageSets/Segmentation/$VAL_SPLIT.txt" --gpus "$GPUS" --limit 8
   # the HTML report scores the split once more (seconds at toy scale): its panels need the predictions
   echo "== evaluation report of phase 2 in $OUT/report"
-  "$PYTHON" -m deeplab_gluon.evaluate --checkpoint "$OUT/phase2" --data_dir "$DATA_DIR" --dataset "$DATASET" \
+  run_python -m deeplab_gluon.evaluate --checkpoint "$OUT/phase2" --data_dir "$DATA_DIR" --dataset "$DATASET" \
     --split "$VAL_SPLIT" --output_stride 8 --gpus "$GPUS" --progress 0 --report "$OUT/report" >/dev/null
   echo "report: $OUT/report/index.html"
 fi

@@ -122,6 +122,7 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
         default = field.default if field.default is not dataclasses.MISSING else (
             field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
         shown = default if not isinstance(default, tuple) else ",".join(map(str, default))
+        shown = meta.get("shown_default", shown)  # the default as typed, e.g. --aspp_or_vortex 1 for "aspp"
         required, name, group = meta.get("required", False), meta.get("name"), meta.get("group")
         help_text = meta["help"] if default in (None, "", ()) or required else f"{meta['help']} (default: {shown})"
         if group and group not in groups:
@@ -151,12 +152,27 @@ def parse_config(config_class, prog: str, argv: Optional[Sequence[str]] = None, 
     parser = build_parser(config_class, prog, description)
     hints = typing.get_type_hints(config_class)
     argv = list(sys.argv[1:] if argv is None else argv)
-    values = vars(parser.parse_args(_config_file_tokens(parser, hints, argv) + argv))
+    tokens = _config_file_tokens(parser, hints, argv) + argv
+    values = vars(parser.parse_args(tokens))
     values.pop("config")
     for name, value in values.items():  # nargs=N gives a list where the field is a fixed-size tuple
         if isinstance(value, list) and typing.get_origin(_unoptional(hints[name])) is tuple:
             values[name] = tuple(value)
-    return config_class(**values)
+    config = config_class(**values)
+    complete = getattr(config, "completed", None)  # e.g. TrainConfig: model flags from --init_from's checkpoint
+    return complete(given_flags(parser, tokens)) if complete else config
+
+
+def given_flags(parser: argparse.ArgumentParser, tokens: List[str]) -> set:
+    """The fields ``tokens`` (a config file's and the command line's) set, as opposed to left at their default."""
+    defaults = {action.dest: action.default for action in parser._actions}
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(tokens))) - {"config"}
+    finally:
+        for action in parser._actions:
+            action.default = defaults[action.dest]
 
 
 def _config_file_tokens(parser: JobArgumentParser, hints: dict, argv: List[str]) -> List[str]:

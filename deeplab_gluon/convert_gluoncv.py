@@ -16,6 +16,7 @@ another shape, and which gluoncv network it looks like (exit 2).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,30 @@ GLUONCV_MODELS: Dict[str, GluonCVModel] = {model.name: model for model in (
     GluonCVModel("deeplab_resnet50_citys", 50, "citys", "cf6a7bb3d55360933de647a8505f7936003902a4"),
     GluonCVModel("deeplab_resnet101_citys", 101, "citys", "eb8477a91efc244c85b364c0736664078aaf0e65"),
 )}
+# gluoncv 0.10.5's other DeepLab names, and why this package cannot express them as a ModelSpec
+UNSUPPORTED_MODELS: Dict[str, str] = {
+    **{f"deeplab_resnest{depth}_ade": "a ResNeSt backbone (split attention), which this package does not have"
+       for depth in (50, 101, 200, 269)},
+    "deeplab_v3b_plus_wideresnet_citys": "gluoncv's DeepLabV3b+ on a WideResNet-38 backbone, which this package "
+                                         "does not have",
+    **{f"deeplab_resnet101_{data}_int8": "a quantized MXNet symbol, not Gluon parameters; convert "
+       f"deeplab_resnet101_{data} and use --precision int8" for data in ("voc", "coco")},
+}
+
+
+def parse_gluoncv_model(name: str) -> str:
+    """``--model``: a name of :data:`GLUONCV_MODELS`; any other refused in one line naming the supported ones."""
+    if name in GLUONCV_MODELS:
+        return name
+    supported = ", ".join(GLUONCV_MODELS)
+    if name in UNSUPPORTED_MODELS:
+        raise argparse.ArgumentTypeError(f"{name} cannot be converted: it is {UNSUPPORTED_MODELS[name]}; "
+                                         f"supported: {supported}")
+    raise argparse.ArgumentTypeError(f"{name!r} is not a gluoncv DeepLabV3 model this converter knows; "
+                                     f"supported: {supported}")
+
+
+parse_gluoncv_model.__name__ = "model"  # argparse names the type in its error message
 
 
 def _name_prefixes() -> Tuple[Tuple[str, str], ...]:
@@ -191,8 +216,8 @@ class ConvertConfig:
     """Command-line settings of ``python -m deeplab_gluon.convert_gluoncv``."""
 
     model: str = field(default="", metadata=flag(
-        "gluoncv's model name: deeplab_resnet{101,152}_{voc,coco} or deeplab_resnet{50,101}_{ade,citys}",
-        choices=tuple(GLUONCV_MODELS), metavar="NAME", required=True))
+        "gluoncv's model name: deeplab_resnet{101,152}_{voc,coco} or deeplab_resnet{50,101}_{ade,citys} "
+        "(not the ResNeSt, WideResNet or int8 DeepLabs)", parse=parse_gluoncv_model, metavar="NAME", required=True))
     params: Optional[Path] = field(default=None, metadata=flag(
         "the .params file gluoncv's get_model(NAME, pretrained=True, root=ROOT) downloaded "
         "(ROOT/NAME-<hash>.params)", required=True))

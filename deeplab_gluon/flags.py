@@ -11,6 +11,7 @@ def flag(help: str, **options) -> dict:
     text -> value (default: from the field's type); ``metavar``; ``group``, a section of ``--help``;
     ``required``; ``recipe``, the value is part of what a job promises to keep (a resumed training run
     must keep it to continue exactly; the job reads this, the parser ignores it); ``positional``, the
-    field is given by position, not by a flag (e.g. ``compare RUN_A RUN_B``; a list field takes one or more).
+    field is given by position, not by a flag (e.g. ``compare RUN_A RUN_B``; a list field takes one or more);
+    ``shown_default``, the default as ``--help`` shows it where the value differs from what one types.
     """
     return {"help": help, **options}

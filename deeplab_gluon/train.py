@@ -83,7 +83,7 @@ class TrainConfig(ThreadsFlag):
     head: str = field(default="aspp", metadata=flag(
         "1: ASPP head, 2: Vortex Pooling head, 3: lite head (1x1 + image pooling only, TF's MobileNetV2 head)",
         name="aspp_or_vortex", parse=parse_head, metavar="1|2|3",
-        group=MODEL, recipe=True))
+        group=MODEL, recipe=True, shown_default="1"))
     vortex_module: str = field(default="A", metadata=flag(
         "Vortex Pooling module A (independent poolings) or B (cascaded)", choices=VORTEX_MODULES,
         group=MODEL, recipe=True))
@@ -173,6 +173,13 @@ class TrainConfig(ThreadsFlag):
     max_bad_steps: int = field(default=5, metadata=flag(
         "stop after this many consecutive non-finite losses", group=RUN))
     progress: bool = field(default=True, metadata=flag("show a progress bar", group=RUN))
+    dry_run: bool = field(default=False, metadata=flag(
+        "check everything that needs no training (flags, data folder and split lists with their image counts, "
+        "--init_from/--resume checkpoints, the --pre_trained_model file), print the resolved values and exit",
+        group=RUN))
+
+    # model flags that completed() took from the --init_from checkpoint (not a field: not saved or compared)
+    taken_from_checkpoint = ()
 
     @property
     def training_split(self) -> str:
@@ -182,6 +189,27 @@ class TrainConfig(ThreadsFlag):
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def completed(self, given) -> "TrainConfig":
+        """This config with the model flags not in ``given`` (the fields the command line and config file
+        set) taken from the ``--init_from`` checkpoint, whose weights fit only the network it records:
+        ``--init_from gluoncv.ckpt`` alone trains gluoncv's network. Unchanged without ``--init_from``, with
+        ``--load_backbone_only 1`` (another model on purpose), or when the checkpoint cannot be opened
+        (``problems()`` and the run say why)."""
+        if not self.init_from or self.load_backbone_only or not Path(self.init_from).exists():
+            return self
+        try:
+            recorded = Checkpoint.open(self.init_from).spec
+        except (CheckpointError, ValueError):
+            return self
+        taken = {name: getattr(recorded, name) for name in MODEL_FIELDS_FROM_CHECKPOINT
+                 if name not in given and getattr(recorded, name) != getattr(self, name)}
+        if not taken:
+            return self
+        completed = dataclasses.replace(self, **taken)
+        completed.taken_from_checkpoint = [f"--{FLAG_NAMES.get(name, name)} {_shown(value)}"
+                                           for name, value in taken.items()]
+        return completed
 
     def recipe_changes(self, saved: dict) -> List[str]:
         """``--crop_size 32 (now 40)`` for each flag marked ``recipe`` whose value differs from ``saved``
@@ -297,6 +325,12 @@ class TrainConfig(ThreadsFlag):
         return []
 
 
+# what --init_from's checkpoint decides unless given: its network (not the class count, which the data gives)
+MODEL_FIELDS_FROM_CHECKPOINT = ("backbone", "head", "output_stride", "multi_grid", "vortex_module", "aux",
+                                "decoder", "head_variant", "dilation_rule")
+FLAG_NAMES = {f.name: f.metadata["name"] for f in dataclasses.fields(TrainConfig) if "name" in f.metadata}
+
+
 def _comparable(name: str, value, config: dict):
     """A recorded or given flag value in the form that compares: ``resnet_v2_50`` is ``resnet50_v2``,
     ``--aspp_or_vortex 1`` is ``aspp``, lists are tuples, an empty ``--train_split`` the dataset's own."""
@@ -341,10 +375,70 @@ def train(config: TrainConfig) -> int:
     if config.max_iter > 0 and config.train_epochs > 0:  # the original recipe had both flags
         print(f"--max_iter {config.max_iter} sets the length of training; --train_epochs {config.train_epochs} "
               f"is ignored")
+    if config.taken_from_checkpoint:
+        print(f"--init_from {config.init_from}: the checkpoint's network: {' '.join(config.taken_from_checkpoint)}")
+    if config.dry_run:
+        return dry_run(config)
     summary = run_training(config)
     final = summary.get("final")
     if final and final.get("mIoU") is not None:
         print(f"done: iteration {summary['iteration']}, pixAcc {final['pixAcc']:.4f}, mIoU {final['mIoU']:.4f}")
+    return 0
+
+
+def dry_run(config: TrainConfig) -> int:
+    """``--dry_run 1``: the checks that need no training, then the resolved values; 0, or a
+    ``UsageError`` (exit 2) naming what would stop the run."""
+    from .cli import UsageError
+    from .data import DataError, get_dataset, wants_split
+    from .models import ModelSpec
+    from .trainer import resumed_config_changes, starting_point
+
+    start = starting_point(config.resume, config.init_from, Path(config.output_dir) / "checkpoints")
+    if start.resume is not None:
+        resumed_config_changes(config, start.resume)
+    extra = {"num_classes": config.num_classes, "ignore_label": config.ignore_label,
+             "class_file": config.class_list or None} if config.dataset == "folder" else {}
+    classes = None
+    if config.dataset == "toy" and not Path(config.data_dir).is_dir():
+        print(f"data: the toy dataset would be generated in {config.data_dir}")
+    else:
+        for role, split in (("train", config.training_split), ("val", config.val_split)):
+            if role == "val" and not wants_split(split):
+                print("val: none (no validation)")
+                continue
+            try:
+                dataset = get_dataset(config.dataset, config.data_dir, split, **extra)
+            except DataError as err:
+                raise UsageError(f"--{role}_split {split}: {err}") from None
+            print(f"{role}: {dataset.describe()}")
+            classes = classes or list(dataset.classes)
+    try:
+        spec = ModelSpec.from_config(config, num_classes=config.num_classes or len(classes or dataset_classes(
+            config.dataset) or ()) or 21)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"model: {spec.name}, output stride {spec.output_stride}"
+          + (f", multi-grid {_shown(spec.multi_grid)}" if spec.multi_grid else "") + f", {spec.num_classes} classes")
+    if start.init is not None:
+        differences = [] if config.load_backbone_only else start.init.spec.weight_differences(spec)
+        if differences:
+            raise UsageError(f"--init_from: {start.init.path} does not fit this model: {', '.join(differences)}; "
+                             f"pass --load_backbone_only 1 to take its backbone alone")
+    print(f"start: {start.note}")
+    if config.pretrained_backbone and start.resume is None and start.init is None:
+        from .models import build_model
+        from .models.backbones.base import PretrainedFileError
+        try:  # builds the network on the CPU: seconds for a ResNet-101
+            build_model(spec, pretrained_base=config.pretrained_backbone)
+        except PretrainedFileError as err:
+            raise UsageError(f"--pre_trained_model: {err}") from None
+        print(f"pretrained: {config.pretrained_backbone} fits {spec.backbone}")
+    print("resolved flags:")
+    for name, value in config.to_dict().items():
+        if value is not None:
+            print(f"  --{FLAG_NAMES.get(name, name)} {_shown(value)}")
+    print("dry run: every check passed; nothing was trained")
     return 0
 
 
