@@ -10,6 +10,7 @@ local fixtures laid out under the names the documents use (``VOCdevkit_aug``, ``
   ``problems()`` (its checks before opening files) find nothing.
 """
 import importlib
+import json
 import os
 import re
 import shlex
@@ -120,14 +121,23 @@ def datasets(tmp_path_factory):
     (mydata / "classes.txt").write_text("".join(f"class{index}\n" for index in range(12)))
     write_cityscapes(root / "cityscapes")
     write_ade20k(root)
+    camvid = root / "camvid"  # CamVid's layout: train/, trainannot/ ... and 'image label' list files
+    for split in ("train", "val"):
+        (camvid / split).mkdir(parents=True)
+        (camvid / f"{split}annot").mkdir()
+        for index in range(2):
+            write_image(camvid / split / f"{index}.png", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+            save_index_png(camvid / f"{split}annot" / f"{index}.png", rng.integers(0, 12, (20, 24), dtype=np.uint8))
+        (camvid / f"{split}.txt").write_text("".join(f"{split}/{i}.png {split}annot/{i}.png\n" for i in range(2)))
     return root
 
 
 @pytest.fixture
 def checkout(datasets, tmp_path, monkeypatch):
     """A working folder where the documents' relative data paths exist, as in a user's checkout."""
-    for name in ("VOCdevkit_aug", "data", "mydata", "cityscapes", "ADEChallengeData2016"):
+    for name in ("VOCdevkit_aug", "data", "mydata", "cityscapes", "ADEChallengeData2016", "camvid"):
         (tmp_path / name).symlink_to(datasets / name)
+    (tmp_path / "recipes").symlink_to(REPO / "recipes")
     for photos in ("photos", "my_images"):  # "your own images"
         (tmp_path / photos).symlink_to(datasets / "data" / "toy" / "VOC2012" / "JPEGImages")
     monkeypatch.chdir(tmp_path)
@@ -151,6 +161,12 @@ def test_train_command_passes_its_dry_run(where, text, checkout, capsys):
             assert name in GLUONCV_MODELS, f"{where}: no fixture for --init_from {value}"
             model = GLUONCV_MODELS[name]
             fake_checkpoint(Path(value), model.spec, model.dataset, "VOCdevkit_aug")
+        if flag == "--config" and value.startswith("runs/") and not Path(value).exists():
+            # a run folder's config.json, as the recipe's run on the CamVid fixture would write it
+            Path(value).parent.mkdir(parents=True)
+            recorded = train.parse_config(["--config", "recipes/camvid/phase1.json", "--data_dir", "camvid",
+                                           "--output_dir", str(Path(value).parent)]).to_dict()
+            Path(value).write_text(json.dumps(recorded))
     code = train.main(on_this_machine(args) + ["--dry_run", "1"])
     captured = capsys.readouterr()
     assert code == 0, f"{where}: {text}\n{captured.err}"
