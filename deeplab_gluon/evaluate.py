@@ -35,6 +35,7 @@ from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales
 from .data import DATASETS, NAMED_CLASSES, EvalTransform, get_dataset, read_class_list
 from .data.errors import DataError
 from .data.folder import LABEL_SUFFIXES, files_by_stem
+from .data.registry import ignore_label_problem
 from .data.palette import VOC_CLASSES, read_label
 from .devices import parse_devices
 from .inference import evaluate_dataset
@@ -259,6 +260,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     if not data_dir.is_dir():
         hint = f" (make it with `python scripts/make_toy_data.py --out {data_dir}`)" if dataset_name == "toy" else ""
         raise UsageError(f"--data_dir {data_dir} does not exist{hint}")
+    if problem := ignore_label_problem(dataset_name, config.ignore_label):
+        raise UsageError(problem)
     num_classes = spec.num_classes
     ignore_label = config.ignore_label if config.ignore_label is not None else int(meta.get("ignore_label", 255))
     extra = {}

@@ -154,6 +154,7 @@ def test_a_bad_sample_stops_the_evaluation_with_its_name(toy_run, tmp_path, caps
     (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--flip"], "--scales and --flip need --checkpoint"),
     (["--split", "val"], "give --checkpoint (score a model) or both --pred_dir and --gt_dir"),
     (["--checkpoint", "{ckpt}", "--output", "{tmp}/file/x.json"], "--output {tmp}/file/x.json: {tmp}/file is a file"),
+    (["--checkpoint", "{ckpt}", "--ignore_label", "0"], "--ignore_label 0: the toy dataset marks void pixels 255"),
 ])
 def test_user_mistakes_are_one_line_errors(toy_run, tmp_path, capsys, args, message):
     (tmp_path / "file").write_text("")
