@@ -23,7 +23,7 @@ import os
 import sys
 import typing
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
 
@@ -156,6 +156,21 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
             options["metavar"] = meta.get("metavar") or name.upper()
         groups.get(group, parser).add_argument(*names, **options)
     return parser
+
+
+def changed_flags(config, groups: Sequence[str]) -> List[str]:
+    """The flags (``--name``) of ``config``'s fields in the ``--help`` sections ``groups`` whose value is
+    not the field's default, i.e. that were given on the command line; a mode that does not use those
+    sections refuses them rather than silently doing nothing."""
+    changed = []
+    for field in dataclasses.fields(config):
+        if "help" not in field.metadata or field.metadata.get("group") not in groups:
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+        if getattr(config, field.name) != default:
+            changed.append(f"--{field.metadata.get('name') or field.name}")
+    return changed
 
 
 # ------------------------------------------------------------------------------------------- running
