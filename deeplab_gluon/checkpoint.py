@@ -109,9 +109,16 @@ class Checkpoint:
         """The checkpoint written at the end of ``epoch`` in ``folder``; :class:`CheckpointError` if none is kept."""
         kept = list_checkpoints(folder)
         for path in reversed(kept):
-            found = cls.read(path)
-            if found.meta.get("end_of_epoch") and found.meta.get("epoch") == epoch:
-                return found
+            # Only meta.json is read to find the epoch: a damaged newer checkpoint must not block an older
+            # one; the full check (every member's CRC) runs on the one asked for.
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    meta = json.loads(archive.read("meta.json"))
+            except (OSError, zipfile.BadZipFile, json.JSONDecodeError, KeyError, EOFError) as err:
+                print(f"warning: skipped checkpoint {path.name}: cannot read its meta.json: {err}", file=sys.stderr)
+                continue
+            if isinstance(meta, dict) and meta.get("end_of_epoch") and meta.get("epoch") == epoch:
+                return cls.read(path)
         raise CheckpointError(f"no checkpoint from the end of epoch {epoch} in {folder} "
                               f"(kept: {[p.name for p in kept]})")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -35,12 +35,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint
-from .cli import UsageError, checkpoint_flag, flag, output_problem, parse_scales, run_job
+from .cli import UsageError, changed_flags, checkpoint_flag, flag, output_problem, parse_scales, run_job
 from .data import DATASETS, NAMED_CLASSES, EvalTransform, get_dataset, read_class_list, read_image
 from .data.errors import DataError
 from .data.folder import IMAGE_SUFFIXES, LABEL_SUFFIXES, files_by_stem
 from .data.palette import VOC_CLASSES, full_palette, read_label
-from .data.registry import NAMED_COLOURS, checkpoint_palette
+from .data.registry import NAMED_COLOURS, checkpoint_palette, ignore_label_problem
 from .devices import parse_devices
 from .inference import evaluate_dataset
 from .metrics import ConfusionMatrix, PerImageScores
@@ -50,8 +50,6 @@ from .report import EVALUATION_FORMAT, WorstImage, WorstImages, write_evaluation
 from .runlog import run_folder_of
 
 PROG = "evaluate"
-FOLDER_ONLY = ("pred_dir", "gt_dir", "num_classes", "classes", "ids_file", "image_dir")
-CHECKPOINT_ONLY = ("dataset", "data_dir", "output_stride", "limit")
 CHECKPOINT_MODE, FOLDER_MODE, BOTH = "checkpoint mode", "folder mode", "both modes"
 
 
@@ -79,7 +77,7 @@ class EvaluateConfig(InferenceFlags):
     num_workers: int = field(default=0, metadata=flag("data loading processes", group=CHECKPOINT_MODE))
     limit: Optional[int] = field(default=None, metadata=flag("score only the first N images", group=CHECKPOINT_MODE))
     progress: bool = field(default=True, metadata=flag(
-        "show a progress bar with the running mIoU", group=CHECKPOINT_MODE))
+        "show a progress bar with the running mIoU", group=BOTH))
     pred_dir: Optional[Path] = field(default=None, metadata=flag("predicted label PNGs", group=FOLDER_MODE))
     gt_dir: Optional[Path] = field(default=None, metadata=flag("ground-truth label PNGs", group=FOLDER_MODE))
     num_classes: Optional[int] = field(default=None, metadata=flag(
@@ -109,10 +107,9 @@ class EvaluateConfig(InferenceFlags):
     def problems(self) -> List[str]:
         """Every problem with the flags that can be seen without opening files, as one-line messages."""
         problems = []
-        given = {name for name, value in asdict(self).items() if value is not None}
         if self.checkpoint_mode:
-            if mixed := sorted(given & set(FOLDER_ONLY)):
-                problems.append(f"--{mixed[0]} belongs to folder mode; with --checkpoint give --dataset/--data_dir")
+            if mixed := changed_flags(self, (FOLDER_MODE,)):
+                problems.append(f"{mixed[0]} belongs to folder mode; with --checkpoint give --dataset/--data_dir")
             try:
                 parse_devices(self.gpus)
             except ValueError as err:
@@ -125,13 +122,10 @@ class EvaluateConfig(InferenceFlags):
         else:
             if self.pred_dir is None or self.gt_dir is None:
                 problems.append("give --checkpoint (score a model) or both --pred_dir and --gt_dir (score PNGs)")
-            mixed = sorted(given & set(CHECKPOINT_ONLY))
-            if mixed:
-                problems.append(f"--{mixed[0]} needs --checkpoint")
-            if self.scales != (1.0,) or self.flip:
-                problems.append("--scales and --flip need --checkpoint")
-            if self.precision != "fp32":
-                problems.append("--precision needs --checkpoint")
+            # every checkpoint-mode flag given (not only those defaulting to None) is refused: folder mode
+            # would silently ignore --split, --gpus, --num_workers, --scales, --precision, ...
+            if mixed := changed_flags(self, (CHECKPOINT_MODE, "precision")):
+                problems.append(f"{mixed[0]} needs --checkpoint (folder mode scores PNGs and does not use it)")
             if self.num_classes is not None and self.num_classes < 1:
                 problems.append(f"--num_classes must be positive, got {self.num_classes}")
         if self.ignore_label is not None and not 0 <= self.ignore_label <= 255:
@@ -328,6 +322,8 @@ def plan_evaluation(config: EvaluateConfig) -> EvaluationPlan:
     if not data_dir.is_dir():
         hint = f" (make it with `python scripts/make_toy_data.py --out {data_dir}`)" if dataset_name == "toy" else ""
         raise UsageError(f"--data_dir {data_dir} does not exist{hint}")
+    if problem := ignore_label_problem(dataset_name, config.ignore_label):
+        raise UsageError(problem)
     num_classes = spec.num_classes
     ignore_label = config.ignore_label if config.ignore_label is not None else int(meta.get("ignore_label", 255))
     extra = {}

@@ -69,6 +69,8 @@ class ExportConfig(InferenceFlags):
         if self.precision != "fp32" and "onnx" in self.formats:
             problems.append(f"--format onnx writes fp32 only (ONNX has no graph for MXNet's {self.precision}); "
                             f"pass --format symbol")
+        if not self.dynamic and "onnx" not in self.formats:
+            problems.append("--dynamic shapes the ONNX model only; --format has no onnx")
         if min(self.input_size) < 1:
             problems.append(f"--input_size must be positive, got {self.input_size[0]} {self.input_size[1]}")
         problems.append(output_problem(self.output_dir, "--output_dir", folder=True))

@@ -443,7 +443,13 @@ class InferenceFlags(ThreadsFlag):
 
     def precision_problems(self) -> List[str]:
         """One-line problems with these flags, found without opening any file but ``--calib_dir``."""
+        from .cli import changed_flags
+
         problems = []
+        # the calibration flags only matter to int8: with fp32/bf16 they would silently do nothing
+        if self.precision != "int8" and (unused := [name for name in changed_flags(self, ("precision",))
+                                                    if name != "--precision"]):
+            problems.append(f"{unused[0]} is used by --precision int8 only (this run is {self.precision})")
         if self.calib_images < 1:
             problems.append(f"--calib_images must be at least 1, got {self.calib_images}")
         if self.calib_dir is not None and not self.calib_dir.is_dir():

@@ -20,6 +20,7 @@ from .checkpoint import Checkpoint, CheckpointError
 from .cli import flag, output_problem, parse_config as parse_job_config, run_job
 from .cpu_threads import ThreadsFlag
 from .data import DATASETS, TRAIN_SPLITS, dataset_classes, default_train_split
+from .data.registry import ignore_label_problem
 from .devices import parse_devices
 from .models.backbones import DILATION_RULES, canonical_backbone, check_dilation_rule
 from .models.spec import HEAD_VARIANTS, HEADS, OUTPUT_STRIDES, VORTEX_MODULES
@@ -269,6 +270,7 @@ class TrainConfig(ThreadsFlag):
             problems.append(f"--num_classes {self.num_classes} is fewer than the {len(known)} classes of the "
                             f"{self.dataset} dataset, whose labels would be clipped; pass 0 (the dataset's) or more")
         check(0 <= self.ignore_label <= 255, f"--ignore_label must be in 0..255, got {self.ignore_label}")
+        problems.append(ignore_label_problem(self.dataset, self.ignore_label))
         if self.max_iter < 0 or self.train_epochs < 0:
             problems.append("--max_iter and --train_epochs cannot be negative")
         else:

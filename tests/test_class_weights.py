@@ -88,3 +88,17 @@ def test_weights_file(folder, tmp_path):
         cw.read_class_weights(path, 4)
     with pytest.raises(DataError, match=r"cannot read class weights .*missing"):
         cw.read_class_weights(tmp_path / "missing", 4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_the_cache_is_written_with_the_umasks_permissions(folder, umask):
+    """Issue 28 item 6: others sharing the dataset folder can read the cache (not mkstemp's 0600)."""
+    import os
+
+    previous = os.umask(umask)
+    try:
+        cw.cached_class_pixel_counts(SegFolderDataset(folder, num_classes=4))
+    finally:
+        os.umask(previous)
+    assert (folder / cw.CACHE_NAME).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []  # no temporary left

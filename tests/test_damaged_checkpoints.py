@@ -92,3 +92,21 @@ def test_a_checkpoint_is_not_started_without_room_for_it(tmp_path, monkeypatch):
             rf"\d+ MiB, {tmp_path} has \d+ MiB free; the previous checkpoint files are intact")):
         Checkpoint.write(tmp_path / checkpoint_name(2), net, None, {"iteration": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint_name(1)]
+
+
+def test_resume_n_does_not_depend_on_newer_checkpoints_being_intact(tmp_path, capsys):
+    """Issue 28 item 1: --resume 1 finds epoch 1's checkpoint though the newer one is bit-flipped."""
+    net = tiny_net(num_classes=5)
+    for iteration in (3, 6):
+        path = save_tiny_checkpoint(tmp_path / "run", net, ["c"] * 5, iteration=iteration)
+        Checkpoint.write(path, net, None, dict(Checkpoint.read(path).meta, epoch=iteration // 3, end_of_epoch=True))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    flip_a_byte_of_the_weights(checkpoints / checkpoint_name(6))
+    assert Checkpoint.of_epoch(checkpoints, 1).iteration == 3
+    (checkpoints / checkpoint_name(6)).write_bytes(b"truncated")  # its meta unreadable too: skipped, named
+    capsys.readouterr()
+    assert Checkpoint.of_epoch(checkpoints, 1).iteration == 3
+    assert "warning: skipped checkpoint iter-0000006.ckpt" in capsys.readouterr().err
+    flip_a_byte_of_the_weights(checkpoints / checkpoint_name(3))  # the one asked for is damaged: refused
+    with pytest.raises(CheckpointError, match="iter-0000003.ckpt is damaged"):
+        Checkpoint.of_epoch(checkpoints, 1)

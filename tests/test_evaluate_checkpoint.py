@@ -151,9 +151,15 @@ def test_a_bad_sample_stops_the_evaluation_with_its_name(toy_run, tmp_path, caps
     (["--checkpoint", "{ckpt}", "--dataset", "voc"], "predicts 5 classes but voc dataset"),
     (["--checkpoint", "{ckpt}", "--dataset", "voc", "--data_dir", "{tmp}"], "no VOC2012 dataset at {tmp}"),
     (["--checkpoint", "{ckpt}", "--classes", "voc"], "--classes belongs to folder mode"),
-    (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--flip"], "--scales and --flip need --checkpoint"),
+    (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--flip"], "--flip needs --checkpoint"),
+    # issue 28 item 2: checkpoint-mode flags with a non-None default were silently ignored in folder mode
+    (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--split", "test"], "--split needs --checkpoint"),
+    (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--gpus", "0"], "--gpus needs --checkpoint"),
+    (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--num_workers", "4"], "--num_workers needs --checkpoint"),
+    (["--pred_dir", "{tmp}", "--gt_dir", "{tmp}", "--calib_images", "8"], "--calib_images needs --checkpoint"),
     (["--split", "val"], "give --checkpoint (score a model) or both --pred_dir and --gt_dir"),
     (["--checkpoint", "{ckpt}", "--output", "{tmp}/file/x.json"], "--output {tmp}/file/x.json: {tmp}/file is a file"),
+    (["--checkpoint", "{ckpt}", "--ignore_label", "0"], "--ignore_label 0: the toy dataset marks void pixels 255"),
 ])
 def test_user_mistakes_are_one_line_errors(toy_run, tmp_path, capsys, args, message):
     (tmp_path / "file").write_text("")

@@ -126,6 +126,13 @@ def test_command_line_writes_everything_and_checks_it(tmp_path, capsys):
     (["--checkpoint", "{t}", "--format", "tflite"], "export: error: argument --format: choose from symbol, onnx"),
     (["--checkpoint", "{t}", "--input_size", "0", "5"], "export: error: --input_size must be positive, got 0 5"),
     (["--checkpoint", "{t}", "--output_stride", "4"], "export: error: argument --output_stride: invalid choice: 4"),
+    # issue 28 item 2: flags the chosen mode does not use were silently ignored
+    (["--checkpoint", "{t}", "--format", "symbol", "--dynamic", "0"],
+     "export: error: --dynamic shapes the ONNX model only; --format has no onnx"),
+    (["--checkpoint", "{t}", "--calib_images", "8"],
+     "export: error: --calib_images is used by --precision int8 only (this run is fp32)"),
+    (["--checkpoint", "{t}", "--precision", "bf16", "--calib_mode", "entropy"],
+     "export: error: --calib_mode is used by --precision int8 only (this run is bf16)"),
 ])
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys, args, message):
     args = [a.format(t=tmp_path) for a in args] + ["--output_dir", str(tmp_path / "out")]

@@ -34,6 +34,8 @@ def toy_root(tmp_path_factory):
     ("crop_size", "8", "--crop_size 8 is smaller than --output_stride 16"),
     ("data_dir", "/nonexistent/VOCdevkit_aug", "--data_dir /nonexistent/VOCdevkit_aug does not exist"),
     ("resume", "/nonexistent/iter-1.ckpt", "--resume /nonexistent/iter-1.ckpt: no such checkpoint"),
+    # issue 28 item 3: the VOC reader fixes its void at 255, so another --ignore_label would do nothing
+    ("ignore_label", "0", "--ignore_label 0: the voc dataset marks void pixels 255 itself"),
 ])
 def test_bad_values_fail_at_once_with_one_line(flag, value, message, capsys):
     assert main(["--dataset", "voc", "--data_dir", str(REPO), "--max_iter", "1", f"--{flag}", value]) == 2

@@ -88,11 +88,20 @@ def cached_class_pixel_counts(dataset: SegmentationDataset, cache_path: Optional
 def _write_atomically(path: Path, text: str) -> None:
     """Write through a temporary file and a rename, so a reader never sees half a file; nothing is
     written if the folder is not writable."""
-    with contextlib.suppress(OSError):
+    temporary = None
+    try:
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+        # mkstemp creates 0600; the cache sits in a dataset folder others share, so it gets the umask's mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)
         with os.fdopen(handle, "w") as out:
             out.write(text)
         os.replace(temporary, path)
+    except OSError:
+        if temporary is not None:  # a full disk mid-write leaves no half temporary behind
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 def enet_weights(counts, offset: float = ENET_OFFSET) -> np.ndarray:

@@ -11,9 +11,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .ade20k import ADE20K_CLASSES, ADE20K_COLOURS, ADE20KDataset
+from .ade20k import ADE20K_CLASSES, ADE20K_COLOURS, ADE20K_IGNORE_LABEL, ADE20KDataset
 from .base import SegmentationDataset
-from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, CityscapesDataset
+from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, CITYSCAPES_IGNORE_LABEL, CityscapesDataset
 from .errors import DataError
 from .folder import SegFolderDataset
 from .palette import VOC_CLASSES, full_palette
@@ -39,6 +39,21 @@ def default_train_split(name: str, root: Union[str, Path]) -> str:
     """The split a dataset trains on when ``--train_split`` is not given (a folder dataset without
     ``train.txt``: ``all`` its images)."""
     return ALL_IMAGES if name == "folder" and not (Path(root) / "train.txt").is_file() else TRAIN_SPLITS[name]
+
+
+# The void label each named dataset's reader writes (a folder dataset takes --ignore_label); VOC's is 255.
+VOID_LABELS: Dict[str, int] = {"voc": 255, "toy": 255, "cityscapes": CITYSCAPES_IGNORE_LABEL,
+                               "ade20k": ADE20K_IGNORE_LABEL}
+
+
+def ignore_label_problem(name: str, ignore_label: Optional[int]) -> str:
+    """A one-line refusal when ``--ignore_label`` differs from the void label that dataset ``name``'s
+    reader fixes (the flag would silently do nothing), else ''."""
+    void = VOID_LABELS.get(name)
+    if ignore_label is None or void is None or ignore_label == void:
+        return ""
+    return (f"--ignore_label {ignore_label}: the {name} dataset marks void pixels {void} itself; "
+            f"drop the flag (or give --ignore_label {void})")
 
 
 def dataset_classes(name: str) -> Optional[Sequence[str]]:
