@@ -29,7 +29,7 @@ from .config_file import ConfigFileError, config_tokens
 
 # Re-exported: defined in the leaf modules so that the layers below the commands can use them.
 from .errors import DataError, JobError, UsageError, mxnet_reason  # noqa: F401
-from .flags import flag  # noqa: F401
+from .flags import changed_flags, flag  # noqa: F401
 
 USAGE, FAILURE, INTERRUPTED = 2, 1, 130
 
@@ -142,21 +142,6 @@ def build_parser(config_class, prog: str, description: Optional[str] = None) -> 
 
 CONFIG_HELP = ("a JSON file of flag values, e.g. a run folder's config.json or a recipe; flags given on the "
                "command line override it")
-
-
-def changed_flags(config, groups: Sequence[str]) -> List[str]:
-    """The flags (``--name``) of ``config``'s fields in the ``--help`` sections ``groups`` whose value is
-    not the field's default, i.e. that were given on the command line; a mode that does not use those
-    sections refuses them rather than silently doing nothing."""
-    changed = []
-    for field in dataclasses.fields(config):
-        if "help" not in field.metadata or field.metadata.get("group") not in groups:
-            continue
-        default = field.default if field.default is not dataclasses.MISSING else (
-            field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
-        if getattr(config, field.name) != default:
-            changed.append(f"--{field.metadata.get('name') or field.name}")
-    return changed
 
 
 # ------------------------------------------------------------------------------------------- running

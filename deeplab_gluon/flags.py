@@ -1,6 +1,8 @@
 """Declaring a flag on a job's config dataclass, in a leaf module: the runtime and serving layers
 (``cpu_threads.ThreadsFlag``, ``precision.InferenceFlags``) declare flags without importing the
 command-line machinery in :mod:`deeplab_gluon.cli`, which sits above them (docs/architecture.md)."""
+import dataclasses
+from typing import List, Sequence
 
 
 def flag(help: str, **options) -> dict:
@@ -15,3 +17,18 @@ def flag(help: str, **options) -> dict:
     ``shown_default``, the default as ``--help`` shows it where the value differs from what one types.
     """
     return {"help": help, **options}
+
+
+def changed_flags(config, groups: Sequence[str]) -> List[str]:
+    """The flags (``--name``) of ``config``'s fields in the ``--help`` sections ``groups`` whose value is
+    not the field's default, i.e. that were given on the command line; a mode that does not use those
+    sections refuses them rather than silently doing nothing."""
+    changed = []
+    for field in dataclasses.fields(config):
+        if "help" not in field.metadata or field.metadata.get("group") not in groups:
+            continue
+        default = field.default if field.default is not dataclasses.MISSING else (
+            field.default_factory() if field.default_factory is not dataclasses.MISSING else None)
+        if getattr(config, field.name) != default:
+            changed.append(f"--{field.metadata.get('name') or field.name}")
+    return changed

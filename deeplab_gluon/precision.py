@@ -39,7 +39,7 @@ from mxnet.gluon import HybridBlock, SymbolBlock
 
 from .checkpoint import Checkpoint
 from .errors import UsageError
-from .flags import flag
+from .flags import changed_flags, flag
 from .cpu_threads import ThreadsFlag
 from .models.deeplab import split_outputs
 from .models.spec import OUTPUT_STRIDES
@@ -443,8 +443,6 @@ class InferenceFlags(ThreadsFlag):
 
     def precision_problems(self) -> List[str]:
         """One-line problems with these flags, found without opening any file but ``--calib_dir``."""
-        from .cli import changed_flags
-
         problems = []
         # the calibration flags only matter to int8: with fp32/bf16 they would silently do nothing
         if self.precision != "int8" and (unused := [name for name in changed_flags(self, ("precision",))
